@@ -1,0 +1,52 @@
+# The whole job in two commands:  `make demo`  and  `make test`.
+# Both create and fill .venv when it is missing (Python 3.10+, no GPU needed).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+OUT    ?= runs/demo
+# Debian packages the tests use: espeak-ng speaks real test recordings, chromium checks the report.
+SYSDEPS := espeak-ng chromium
+
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.PHONY: install sysdeps demo test lint format clean bench
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[dev]"
+	@touch $(STAMP)
+
+# System packages for the tests; installed with apt-get when missing and we are allowed to.
+sysdeps:
+	@missing=""; command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
+	 command -v chromium >/dev/null || missing="$$missing chromium"; \
+	 if [ -n "$$missing" ]; then \
+	   if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	     echo "installing$$missing (apt-get)"; \
+	     apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	   else echo "note: missing$$missing; install them (Debian: apt-get install$$missing) or the tests that need them skip"; fi; \
+	 fi
+
+# The main job on the embedded defaults, offline, on CPU with the tiny twins of every model.
+demo: install
+	HF_HUB_OFFLINE=1 $(PY) -m stylegrpo.demo --out $(OUT)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: install sysdeps lint
+	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q
+
+bench: install
+	HF_HUB_OFFLINE=1 $(PY) bench/bench_build.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

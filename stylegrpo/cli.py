@@ -1,0 +1,64 @@
+"""The ``stylegrpo`` command.
+
+Each subcommand lives in a module that exposes ``add_arguments(parser)`` and ``run(args) -> int``. Modules
+are imported only when their subcommand runs, so ``stylegrpo styles`` never imports torch. The pipeline
+folders (data_builder, training, eval) are named here by string only: the library does not import them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from . import __version__
+from .errors import StyleGRPOError
+
+# subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "styles": ("stylegrpo.styles_cli", "list the styles of a catalog, or --check it"),
+    "build": ("data_builder.cli", "build a prompt dataset from text corpora and the style catalog"),
+    "train": ("training.cli", "train one LoRA for all styles with GRPO"),
+    "eval": ("eval.cli", "score base and adapter per style and write a report"),
+    "say": ("stylegrpo.say", "synthesize speech in a style"),
+}
+
+
+def _parser(command: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stylegrpo",
+        description="Teach a Llasa TTS model many speaking styles with GRPO and one LoRA.",
+    )
+    parser.add_argument("--version", action="version", version=f"stylegrpo {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        if name == command:
+            importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = _parser(command if command in COMMANDS else None).parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    module = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        return int(module.run(args) or 0)
+    except StyleGRPOError as e:
+        print(f"stylegrpo {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"stylegrpo {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

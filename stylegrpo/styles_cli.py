@@ -1,0 +1,49 @@
+"""``stylegrpo styles``: show the catalog as a table, or ``--check`` it."""
+
+from __future__ import annotations
+
+import argparse
+
+from .styles import TARGET_FIELDS, Catalog, load_catalog
+
+
+def add_styles_argument(parser: argparse.ArgumentParser) -> None:
+    """The one ``--styles FILE`` option, shared by every subcommand that reads the catalog."""
+    parser.add_argument(
+        "--styles",
+        metavar="FILE",
+        default=None,
+        help="style catalog (default: $STYLEGRPO_STYLES, ./styles.yaml, or the bundled one)",
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_styles_argument(parser)
+    parser.add_argument("--check", action="store_true", help="only validate; exit non-zero on an error")
+
+
+def format_targets(targets: dict[str, tuple[float, float]]) -> str:
+    return ", ".join(f"{k} {lo:g}..{hi:g} {TARGET_FIELDS[k][0]}" for k, (lo, hi) in targets.items()) or "-"
+
+
+def print_table(catalog: Catalog) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(catalog)} styles in {catalog.path}", show_lines=False)
+    table.add_column("style", style="bold")
+    table.add_column("phrase (used by `say`)")
+    table.add_column("descriptions", justify="right")
+    table.add_column("acoustic targets")
+    for s in catalog:
+        table.add_row(s.name, s.phrase, str(len(s.descriptions)), format_targets(dict(s.targets)))
+    Console().print(table)
+
+
+def run(args: argparse.Namespace) -> int:
+    catalog = load_catalog(args.styles)
+    if args.check:
+        print(f"{catalog.path}: OK, {len(catalog)} styles: {', '.join(catalog.names)}")
+        return 0
+    print_table(catalog)
+    return 0

@@ -1,0 +1,28 @@
+"""Shared test set-up: offline, tiny models built once per session into a temporary cache."""
+
+import os
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tiny_model_cache(tmp_path_factory):
+    """Tiny models are built into a per-session folder, so tests never depend on a user's cache."""
+    old = os.environ.get("STYLEGRPO_CACHE")
+    os.environ["STYLEGRPO_CACHE"] = str(tmp_path_factory.mktemp("stylegrpo-cache"))
+    yield
+    if old is None:
+        os.environ.pop("STYLEGRPO_CACHE", None)
+    else:
+        os.environ["STYLEGRPO_CACHE"] = old
+
+
+@pytest.fixture
+def repo_styles():
+    """The catalog shipped in the repository."""
+    from stylegrpo.styles import _REPO_ROOT, load_catalog
+
+    return load_catalog(_REPO_ROOT / "styles.yaml")

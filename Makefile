@@ -9,6 +9,8 @@ OUT    ?= runs/demo
 SYSDEPS := espeak-ng chromium
 
 export HF_HUB_DISABLE_TELEMETRY := 1
+# The demo runs offline with the tiny twins; real presets need the hub and a GPU.
+SG := HF_HUB_OFFLINE=1 $(VENV)/bin/stylegrpo
 
 .PHONY: install sysdeps demo test lint format clean bench
 
@@ -31,8 +33,14 @@ sysdeps:
 	 fi
 
 # The main job on the embedded defaults, offline, on CPU with the tiny twins of every model.
+# Each step is a plain `stylegrpo` command: copy them to run your own data and the real models.
 demo: install
-	HF_HUB_OFFLINE=1 $(PY) -m stylegrpo.demo --out $(OUT)
+	$(SG) styles
+	$(SG) build --out $(OUT)/dataset --overwrite
+	$(SG) train --config training/recipes/tiny.yaml --dataset_path $(OUT)/dataset --output_dir $(OUT)/adapter --overwrite
+	$(SG) eval --preset tiny --adapter $(OUT)/adapter --dataset $(OUT)/dataset --training-dir $(OUT)/adapter --out $(OUT)/eval --overwrite
+	$(SG) say --preset tiny --adapter $(OUT)/adapter --style whispering "Hello there." -o $(OUT)/hello.wav --overwrite
+	@echo; echo "Report: $(abspath $(OUT))/eval/report.html  (tiny random models: plumbing, not quality)"
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def format_targets(targets: dict[str, tuple[float, float]]) -> str:
-    return ", ".join(f"{k} {lo:g}..{hi:g} {TARGET_FIELDS[k][0]}" for k, (lo, hi) in targets.items()) or "-"
+    return "\n".join(f"{k} {lo:g}..{hi:g} {TARGET_FIELDS[k][0]}" for k, (lo, hi) in targets.items()) or "-"
 
 
 def print_table(catalog: Catalog) -> None:

@@ -1,0 +1,119 @@
+"""Synthesis benchmark: generation throughput and codec decoding (exact grouping vs padded batches).
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_synth.py [--real-shape-codec] [--device cpu] [--json OUT]
+
+Tiny twins by default (random weights: timings of the plumbing, not of real Llasa). ``--real-shape-codec``
+also builds an XCodec2 whose DECODER has the real size (hidden 1024, 12 layers; random weights, small
+semantic encoder) to measure how much padding changes the audio with the real architecture.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _rel_rms(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((a - b) ** 2)) / max(np.sqrt(np.mean(b**2)), 1e-12))
+
+
+def bench_decode(codec, lengths: list[int], repeats: int = 3) -> dict:
+    rng = np.random.default_rng(0)
+    batch = [rng.integers(0, codec.num_codes, n).tolist() for n in lengths]
+    codec.decode(batch[:1])  # warm-up
+    out = {}
+    for name, exact in (("exact", True), ("padded", False)):
+        t = time.perf_counter()
+        for _ in range(repeats):
+            wavs = codec.decode(batch, exact=exact)
+        out[f"{name}_s"] = (time.perf_counter() - t) / repeats
+        out[f"{name}_wavs"] = wavs
+    alone = [codec.decode([c])[0] for c in batch]
+    out["exact_vs_alone_max_abs"] = max(
+        float(np.abs(a - b).max()) for a, b in zip(out["exact_wavs"], alone, strict=True)
+    )
+    out["padded_vs_alone_rel_rms"] = [_rel_rms(p, a) for p, a in zip(out["padded_wavs"], alone, strict=True)]
+    # how far into the clip the change reaches: relative RMS of the first half only
+    out["padded_vs_alone_rel_rms_first_half"] = [
+        _rel_rms(p[: len(p) // 2], a[: len(a) // 2]) for p, a in zip(out["padded_wavs"], alone, strict=True)
+    ]
+    out["lengths"] = lengths
+    del out["exact_wavs"], out["padded_wavs"]
+    return out
+
+
+def bench_generate(device: str, n_prompts: int, max_new_tokens: int) -> dict:
+    from stylegrpo.llasa import generate, load_policy
+    from stylegrpo.styles import PromptTemplate
+
+    model, tok = load_policy("tiny:llasa", device)
+    prompts = [
+        PromptTemplate().render(f"Sentence number {i} to speak.", "a whisper") for i in range(n_prompts)
+    ]
+    res = {}
+    for bs in (1, n_prompts):
+        generate(model, tok, prompts[:1], max_new_tokens=4, seed=0)  # warm-up
+        t = time.perf_counter()
+        gens = generate(
+            model, tok, prompts, max_new_tokens=max_new_tokens, seed=0, batch_size=bs, progress=False
+        )
+        dt = time.perf_counter() - t
+        n_tok = sum(g.num_tokens for g in gens)
+        res[f"batch{bs}"] = {"seconds": dt, "tokens": n_tok, "tokens_per_s": n_tok / dt}
+    return res
+
+
+def real_shape_codec(device: str):
+    import torch
+    from transformers import Xcodec2Config, Xcodec2Model
+
+    from stylegrpo.codec import Codec
+
+    torch.manual_seed(0)
+    config = Xcodec2Config(semantic_model_config=dict(model_type="wav2vec2-bert", num_hidden_layers=1))
+    model = Xcodec2Model(config)
+    model.semantic_encoder = None
+    return Codec(model.to(device).eval(), spec="random real-shape xcodec2")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--real-shape-codec", action="store_true", help="also measure a real-size random decoder")
+    p.add_argument("--prompts", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int, default=100)
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (1: tiny models gain nothing from more)"
+    )
+    p.add_argument("--json", help="write the numbers here")
+    args = p.parse_args(argv)
+
+    import torch
+
+    from stylegrpo.codec import Codec
+
+    torch.set_num_threads(args.threads)
+    lengths = [25, 50, 100, 150, 250]  # 0.5 s .. 5 s of codes
+    report: dict = {"device": args.device, "torch_threads": torch.get_num_threads()}
+    report["generate_tiny"] = bench_generate(args.device, args.prompts, args.max_new_tokens)
+    report["decode_tiny"] = bench_decode(Codec.load("tiny:xcodec2", args.device), lengths)
+    if args.real_shape_codec:
+        report["decode_real_shape_random"] = bench_decode(real_shape_codec(args.device), lengths, repeats=1)
+    json.dump(report, sys.stdout, indent=2)
+    print()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""XCodec2 decoding (codec ids -> 16 kHz waveforms) through transformers' native ``Xcodec2Model``.
+
+One codebook of ``prod(quantization_levels)`` codes (65,536 for the real ``HKUSTAudio/xcodec2-hf``); one
+code per ``hop_length`` samples (320 at 16 kHz = 50 codes per second).
+
+Batching and padding: the XCodec2 decoder is not padding-safe. Its ResNet blocks use GroupNorm, whose
+statistics are taken over the whole time axis, and its transformer attends over every frame without a
+mask, so padding a short sequence changes its audio everywhere, not only at the end (measured in
+``bench/bench_synth.py``). :meth:`Codec.decode` therefore batches sequences of EQUAL length together
+(exact, as if decoded one by one) and only pads when asked to (``exact=False``: one forward pass, faster
+when lengths all differ, approximate).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .audio import SAMPLE_RATE, resample
+from .tiny import resolve_model
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DECODE_BATCH_SIZE = 16  # sequences decoded together; the decoder is light next to the policy
+TINY_QUANTIZATION_LEVELS = (4, 4, 4)  # tiny codebook of 64 codes (the real one: 4^8 = 65,536)
+
+
+class Codec:
+    """An XCodec2 decoder: ``Codec.load(spec, device)`` then ``decode([codes, ...])``."""
+
+    def __init__(self, model: Any, *, spec: str = "", batch_size: int = DEFAULT_DECODE_BATCH_SIZE):
+        self.model = model
+        self.spec = spec
+        self.batch_size = batch_size
+        config = model.config
+        self.num_codes = int(math.prod(config.quantization_levels))
+        self.samples_per_token = int(config.hop_length)  # the decoder's ISTFT hop: samples per code
+        self.sample_rate = int(config.sampling_rate)  # the codec's own rate (16 kHz for XCodec2)
+
+    @classmethod
+    def load(
+        cls,
+        spec: str,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        *,
+        batch_size: int = DEFAULT_DECODE_BATCH_SIZE,
+        decode_only: bool = True,
+    ) -> Codec:
+        """Load ``spec`` (hub id, folder or ``tiny:xcodec2``) on ``device``.
+
+        ``dtype`` None keeps fp32: the decoder is small and fp32 avoids bf16 artifacts in the audio.
+        ``decode_only`` drops the semantic encoder (w2v-BERT, ~0.6 B params), which decoding never uses.
+        """
+        import torch
+        from transformers import Xcodec2Model
+
+        from .presets import resolve_device
+
+        device = resolve_device(device)
+        path = resolve_model(spec)
+        try:
+            model = Xcodec2Model.from_pretrained(path, dtype=dtype or torch.float32)
+        except (OSError, ValueError) as e:
+            from .llasa import _load_error
+
+            raise _load_error("codec", spec, e) from e
+        if decode_only:
+            model.semantic_encoder = None  # encode() needs it; decode() does not
+        model.to(device).eval()
+        codec = cls(model, spec=spec, batch_size=batch_size)
+        hop = _feature_extractor_hop(path)
+        if hop is not None and hop != codec.samples_per_token:
+            log.warning(
+                "%s: feature extractor hop_length %d differs from the model's %d; using the model's",
+                spec,
+                hop,
+                codec.samples_per_token,
+            )
+        log.info(
+            "loaded codec %s (%s, %d codes, %d samples per code at %d Hz)",
+            spec,
+            device,
+            codec.num_codes,
+            codec.samples_per_token,
+            codec.sample_rate,
+        )
+        return codec
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.sample_rate / self.samples_per_token
+
+    def clean(self, codes: Sequence[int] | Any) -> list[int]:
+        """Codes as a list of ints in range; out-of-range ids are dropped with a warning."""
+        if hasattr(codes, "tolist"):
+            codes = codes.tolist()
+        codes = [int(c) for c in codes]
+        kept = [c for c in codes if 0 <= c < self.num_codes]
+        if len(kept) != len(codes):
+            bad = [c for c in codes if not 0 <= c < self.num_codes]
+            log.warning(
+                "dropped %d codec id(s) outside 0..%d (e.g. %s)", len(bad), self.num_codes - 1, bad[:3]
+            )
+        return kept
+
+    def decode(
+        self, codes_batch: Sequence[Sequence[int]], *, exact: bool = True, batch_size: int | None = None
+    ) -> list[np.ndarray]:
+        """Waveforms (float32 at SAMPLE_RATE, 1-D) for lists of codec ids, in input order.
+
+        Each clip has exactly ``len(codes) * samples_per_token`` samples (after dropping out-of-range ids);
+        an empty sequence gives an empty array. ``exact`` batches equal lengths only (identical to one by
+        one); ``exact=False`` pads to the longest and decodes once per batch (approximate, see module doc).
+        """
+        import torch
+
+        batch_size = batch_size or self.batch_size
+        cleaned = [self.clean(c) for c in codes_batch]
+        out: list[np.ndarray] = [np.zeros(0, dtype=np.float32) for _ in cleaned]
+        todo = [i for i, c in enumerate(cleaned) if c]
+        groups: list[list[int]]
+        if exact:
+            by_len: dict[int, list[int]] = defaultdict(list)
+            for i in todo:
+                by_len[len(cleaned[i])].append(i)
+            groups = [
+                idx[j : j + batch_size] for idx in by_len.values() for j in range(0, len(idx), batch_size)
+            ]
+        else:
+            todo.sort(key=lambda i: len(cleaned[i]))  # neighbours in length waste the least padding
+            groups = [todo[j : j + batch_size] for j in range(0, len(todo), batch_size)]
+        device = self.device
+        for group in groups:
+            width = max(len(cleaned[i]) for i in group)
+            # pad with the last code of each sequence (closer to its own audio than code 0)
+            rows = [cleaned[i] + [cleaned[i][-1]] * (width - len(cleaned[i])) for i in group]
+            codes = torch.tensor(rows, dtype=torch.long, device=device).unsqueeze(1)  # [B, 1, T]
+            with torch.inference_mode():
+                audio = self.model.decode(audio_codes=codes).audio_values  # [B, 1, T * hop]
+            audio = audio[:, 0].float().cpu().numpy()
+            for row, i in zip(audio, group, strict=True):
+                wav = row[: len(cleaned[i]) * self.samples_per_token]
+                wav = np.ascontiguousarray(wav, dtype=np.float32)
+                if self.sample_rate != SAMPLE_RATE:
+                    wav = resample(wav, self.sample_rate, SAMPLE_RATE)
+                out[i] = wav
+        return out
+
+
+def _feature_extractor_hop(path: str) -> int | None:
+    """hop_length of the folder's Xcodec2FeatureExtractor, when there is one locally (a cross-check)."""
+    if not Path(path).is_dir():
+        return None
+    fe = Path(path) / "preprocessor_config.json"
+    if not fe.is_file():
+        return None
+    import json
+
+    try:
+        hop = json.loads(fe.read_text()).get("hop_length")
+    except (OSError, ValueError):
+        return None
+    return int(hop) if hop else None
+
+
+def build_tiny(folder: str | os.PathLike[str]) -> None:
+    """Write a tiny XCodec2 (random weights, ~1.3 M params, 64 codes, hop 320 at 16 kHz) to ``folder``."""
+    from transformers import Xcodec2Config, Xcodec2Model
+
+    config = Xcodec2Config(
+        # hidden_size 64 rather than FACTS.md's 32: GroupNorm(32 groups) over 32 channels fails on a
+        # one-code clip decoded alone (one value per group); 64 channels keep 2 per group, like the real 1024
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        head_dim=16,
+        encoder_hidden_size=8,
+        quantization_dim=96,  # = hidden_size + the semantic hidden size (the decoder's input width)
+        quantization_levels=list(TINY_QUANTIZATION_LEVELS),
+        sampling_rate=SAMPLE_RATE,
+        semantic_model_config=dict(
+            model_type="wav2vec2-bert",
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            output_hidden_size=32,
+        ),
+    )
+    model = Xcodec2Model(config)
+    model.save_pretrained(folder)
+    # The feature extractor makes the folder complete (encode() needs it), as on the hub. Its class needs
+    # torchaudio (only for encoding); without it, write the same preprocessor_config.json by hand.
+    fe_kwargs = dict(
+        feature_size=80, sampling_rate=SAMPLE_RATE, padding_value=1.0, hop_length=config.hop_length
+    )
+    try:
+        from transformers import Xcodec2FeatureExtractor
+
+        Xcodec2FeatureExtractor(**fe_kwargs).save_pretrained(folder)
+    except ImportError:
+        import json
+
+        fe = {"feature_extractor_type": "Xcodec2FeatureExtractor", "padding_side": "right", **fe_kwargs}
+        (Path(folder) / "preprocessor_config.json").write_text(json.dumps(fe, indent=2) + "\n")

@@ -1,0 +1,211 @@
+"""``stylegrpo say``: speak a text (or every line of a file) in a style from the catalog."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+from pathlib import Path
+
+from .audio import CODEC_TOKENS_PER_SECOND, write_wav
+from .errors import StyleGRPOError
+from .llasa import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
+from .outputs import atomic_output_dir, check_output_dir
+from .presets import add_model_arguments, preset_from_args, tune_cpu_threads
+from .styles import load_catalog
+from .styles_cli import add_styles_argument, print_table
+
+DEFAULT_OUTPUT = "out.wav"  # single-text output when -o is not given
+DEFAULT_SEED = 0  # fixed by default so that running the same command twice gives the same audio
+METADATA = "metadata.csv"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Synthesize speech in a style of the catalog with Llasa (+ a trained adapter). "
+        "Examples: stylegrpo say 'Hello there.' --style whispering -o hello.wav; "
+        "stylegrpo say --input-file lines.txt --output-dir out/ --style cheerful"
+    )
+    parser.add_argument("text", nargs="?", help="the text to speak (or use --input-file)")
+    parser.add_argument(
+        "--style", metavar="NAME", help="style name from the catalog (default: Llasa's plain prompt)"
+    )
+    parser.add_argument(
+        "-o", "--output", metavar="WAV", help=f"output wav for one text (default: {DEFAULT_OUTPUT})"
+    )
+    parser.add_argument("--input-file", metavar="TXT", help="speak each non-empty line of this UTF-8 file")
+    parser.add_argument(
+        "--output-dir", metavar="DIR", help="with --input-file: one wav per line plus metadata.csv here"
+    )
+    parser.add_argument("--list-styles", action="store_true", help="list the catalog's styles and exit")
+    parser.add_argument("--adapter", metavar="DIR", help="a LoRA adapter folder written by `stylegrpo train`")
+    add_model_arguments(parser, overrides=("policy", "codec"))
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"sampling seed (default: {DEFAULT_SEED})"
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=DEFAULT_TEMPERATURE,
+        help=f"sampling temperature, 0 = greedy (default: {DEFAULT_TEMPERATURE}, as Llasa's own inference)",
+    )
+    parser.add_argument(
+        "--top-p", type=float, default=DEFAULT_TOP_P, help=f"nucleus sampling (default: {DEFAULT_TOP_P})"
+    )
+    parser.add_argument(
+        "--top-k",
+        type=int,
+        default=None,
+        help="top-k sampling, 0 = off (default: the checkpoint's generation config, as Llasa's own inference)",
+    )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="longest audio to generate per text (default: the preset's cap, 30 s for Llasa)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="texts generated together (default: preset's)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file or folder")
+    add_styles_argument(parser)
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
+    except FileNotFoundError:
+        raise StyleGRPOError(f"{path}: input file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise StyleGRPOError(f"{path}: cannot read input file: {e}") from None
+    texts = [line.strip() for line in lines if line.strip()]
+    if not texts:
+        raise StyleGRPOError(f"{path}: no text lines to speak (the file is empty)")
+    return texts
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if args.text is not None and args.input_file:
+        raise StyleGRPOError("give either a text or --input-file, not both")
+    if args.text is None and not args.input_file:
+        raise StyleGRPOError('nothing to say: give a text (stylegrpo say "Hello.") or --input-file FILE')
+    if args.text is not None and not args.text.strip():
+        raise StyleGRPOError("the text is empty: give words to speak")
+    if args.input_file and not args.output_dir:
+        raise StyleGRPOError("--input-file needs --output-dir DIR (one wav per line goes there)")
+    if args.output_dir and not args.input_file:
+        raise StyleGRPOError("--output-dir is for --input-file; for one text use -o FILE.wav")
+    if args.input_file and args.output:
+        raise StyleGRPOError("-o is for a single text; with --input-file use --output-dir")
+    if args.max_seconds is not None and args.max_seconds <= 0:
+        raise StyleGRPOError(f"--max-seconds must be positive (got {args.max_seconds})")
+    if args.temperature < 0:
+        raise StyleGRPOError(f"--temperature must be >= 0 (got {args.temperature})")
+    if not 0 < args.top_p <= 1:
+        raise StyleGRPOError(f"--top-p must be in (0, 1] (got {args.top_p})")
+    if args.top_k is not None and args.top_k < 0:
+        raise StyleGRPOError(f"--top-k must be >= 0 (got {args.top_k})")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise StyleGRPOError(f"--batch-size must be at least 1 (got {args.batch_size})")
+    if args.adapter and not Path(args.adapter, "adapter_config.json").is_file():
+        raise StyleGRPOError(f"{args.adapter}: not an adapter folder (no adapter_config.json)")
+
+
+def _write_wav_atomic(path: Path, wav) -> None:
+    """Write next to ``path`` under a temporary name, then rename: never a half-written wav."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.wav")
+    try:
+        write_wav(tmp, wav)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    catalog = load_catalog(args.styles)
+    if args.list_styles:
+        print_table(catalog)
+        return 0
+    _check_args(args)
+    phrase = catalog.get(args.style).phrase if args.style else None  # unknown style -> error listing them
+    preset = preset_from_args(args)
+    texts = [args.text.strip()] if args.text is not None else _read_lines(args.input_file)
+    output = Path(args.output or DEFAULT_OUTPUT) if args.input_file is None else None
+    if output is not None:
+        if output.suffix.lower() != ".wav":
+            raise StyleGRPOError(f"{output}: the output must be a .wav file")
+        if output.is_dir():
+            raise StyleGRPOError(f"{output}: is a folder; give a .wav file path")
+        if output.exists() and not args.overwrite:
+            raise StyleGRPOError(f"{output}: exists; pass --overwrite or choose another -o")
+    else:
+        check_output_dir(args.output_dir, args.overwrite)  # fail before loading any model
+
+    from .synth import Synthesizer
+
+    max_new_tokens = None
+    if args.max_seconds is not None:
+        max_new_tokens = int(round(args.max_seconds * CODEC_TOKENS_PER_SECOND)) + 1  # +1: the end token
+    tune_cpu_threads(preset, args.device)
+    if preset.random_weights:
+        print(
+            f"note: preset {preset.name!r} uses tiny models with RANDOM weights: the audio is noise-like; "
+            "it proves the pipeline only. Use --preset llasa-1b for real speech."
+        )
+    synth = Synthesizer(
+        preset,
+        args.device,
+        adapter=args.adapter,
+        catalog=catalog,
+        batch_size=args.batch_size,
+        max_new_tokens=max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+    )
+    clips = synth.synthesize(texts, [phrase] * len(texts), seed=args.seed)
+    style = args.style or "(plain)"
+    if output is not None:
+        clip = clips[0]
+        _write_wav_atomic(output, clip.wav)
+        print(f"wrote {output} ({clip.seconds:.2f} s, {len(clip.codes)} codes, style {style})")
+        _warn_clip(clip)
+        return 0
+    width = max(4, len(str(len(clips))))
+    with atomic_output_dir(args.output_dir, args.overwrite) as tmp:
+        rows = []
+        for i, clip in enumerate(clips, 1):
+            name = f"{i:0{width}d}.wav"
+            write_wav(tmp / name, clip.wav)
+            rows.append(
+                {
+                    "file": name,
+                    "text": clip.text,
+                    "style": args.style or "",
+                    "description": phrase or "",
+                    "seconds": f"{clip.seconds:.3f}",
+                    "num_codes": len(clip.codes),
+                    "truncated": clip.truncated,
+                    "seed": args.seed,
+                    "preset": preset.name,
+                    "adapter": os.fspath(args.adapter) if args.adapter else "",
+                }
+            )
+        with open(tmp / METADATA, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    total = sum(c.seconds for c in clips)
+    print(
+        f"wrote {len(clips)} wav files ({total:.1f} s in all) and {METADATA} to {args.output_dir} (style {style})"
+    )
+    for i, clip in enumerate(clips, 1):
+        _warn_clip(clip, f"line {i}: ")
+    return 0
+
+
+def _warn_clip(clip, prefix: str = "") -> None:
+    if not clip.codes:
+        print(f"warning: {prefix}the model wrote no speech tokens; the wav is empty")
+    elif clip.truncated:
+        print(f"warning: {prefix}the speech reached the length cap before it ended; raise --max-seconds")

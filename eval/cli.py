@@ -1,0 +1,144 @@
+"""``stylegrpo eval``: per-style metrics of the base model and the adapter, and a report to read and listen to."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from stylegrpo.audio import CODEC_TOKENS_PER_SECOND
+from stylegrpo.errors import StyleGRPOError
+from stylegrpo.presets import MODEL_FIELDS, add_model_arguments, preset_from_args
+from stylegrpo.styles import load_catalog
+from stylegrpo.styles_cli import add_styles_argument
+
+from .run import DEFAULT_N_PER_STYLE, DEFAULT_SEED
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Synthesize held-out texts in every style of the catalog with the base model and with the adapter "
+        "(same seeds), score every clip with the reward judges, and write metrics.json/csv, the clips "
+        "(audiofolder), plots and report.html to --out. Re-running the same command resumes an interrupted "
+        "eval. Example: stylegrpo eval --adapter runs/train/adapter --dataset data/prompts --training-dir runs/train "
+        "--out runs/eval"
+    )
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument(
+        "--dataset", metavar="DIR", help="prompt dataset from `stylegrpo build`: its test split's texts"
+    )
+    src.add_argument("--texts", metavar="FILE", help="UTF-8 file with one text to speak per line")
+    parser.add_argument(
+        "--adapter", metavar="DIR", help="LoRA adapter folder from `stylegrpo train` (none: base only)"
+    )
+    add_styles_argument(parser)
+    parser.add_argument(
+        "--only-styles", metavar="A,B", default=None, help="evaluate only these styles (default: every style)"
+    )
+    parser.add_argument(
+        "--n-per-style",
+        type=int,
+        default=DEFAULT_N_PER_STYLE,
+        metavar="N",
+        help=f"texts spoken in every style (default: {DEFAULT_N_PER_STYLE}; fewer when fewer texts are given)",
+    )
+    add_model_arguments(parser, overrides=MODEL_FIELDS)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help=f"text choice and sampling seed (default: {DEFAULT_SEED})",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="prompts generated together (default: the preset's)",
+    )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help="longest audio generated per clip (default: the preset's cap, 30 s for Llasa)",
+    )
+    parser.add_argument(
+        "--judge-batch-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="clips per judge forward pass (default: the judges' own)",
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="output folder (resumed when it holds this eval)"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="discard an existing --out folder and start over"
+    )
+    parser.add_argument(
+        "--training-dir",
+        metavar="DIR",
+        help="training output folder: plot its per-style reward curves (trainer_state.json)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from .metrics import ADAPTER, BASE, OVERALL, find_row
+    from .report import TINY_WARNING
+    from .run import EvalSettings, read_dataset_texts, read_texts_file, run_eval, select_texts
+
+    if args.dataset:
+        texts, source = read_dataset_texts(args.dataset), f"the test split of {args.dataset}"
+    elif args.texts:
+        texts, source = read_texts_file(args.texts), str(args.texts)
+    else:
+        raise StyleGRPOError("no texts to speak: pass --dataset DIR (its test split) or --texts FILE")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise StyleGRPOError(f"--batch-size must be at least 1 (got {args.batch_size})")
+    if args.max_seconds is not None and args.max_seconds <= 0:
+        raise StyleGRPOError(f"--max-seconds must be positive (got {args.max_seconds})")
+    if args.adapter and not Path(args.adapter).is_dir():
+        raise StyleGRPOError(f"--adapter {args.adapter}: folder not found")
+    if args.training_dir and not Path(args.training_dir).exists():
+        raise StyleGRPOError(f"--training-dir {args.training_dir}: not found")
+    settings = EvalSettings(
+        out=Path(args.out),
+        catalog=load_catalog(args.styles),
+        texts=select_texts(texts, args.n_per_style, args.seed),
+        texts_source=source,
+        preset=preset_from_args(args),
+        device=args.device,
+        adapter=Path(args.adapter) if args.adapter else None,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        judge_batch_size=args.judge_batch_size,
+        max_new_tokens=(
+            max(1, round(args.max_seconds * CODEC_TOKENS_PER_SECOND)) if args.max_seconds else None
+        ),
+        overwrite=args.overwrite,
+        training_dir=Path(args.training_dir) if args.training_dir else None,
+        styles=[s.strip() for s in args.only_styles.split(",") if s.strip()] if args.only_styles else [],
+    )
+    result = run_eval(settings)
+    rows, flags = result.metrics["rows"], result.metrics["flags"]
+    print(
+        f"{'resumed' if result.resumed else 'new'} eval: {result.synthesized} clips synthesized, "
+        f"{result.scored} scored, in {result.out}"
+    )
+    for name in ("style_correct", "clap_similarity", "cer", "whisper_nll", "target_score"):
+        parts = []
+        for model in (BASE, ADAPTER):
+            r = find_row(rows, OVERALL, model, name)
+            if r and r["mean"] is not None:
+                parts.append(f"{model} {r['mean']:.3f}")
+        d = find_row(rows, OVERALL, ADAPTER, name)
+        if d and d.get("diff_n"):
+            parts.append(f"diff {d['diff_mean']:+.3f} [{d['diff_ci_low']:+.3f}, {d['diff_ci_high']:+.3f}]")
+        print(f"  {name:16s} " + ", ".join(parts))
+    for f in flags:
+        worse = "worse" if f.get("severity") == "clear" else "possibly worse"
+        print(f"  FLAG {f['style']}: intelligibility {worse} ({'; '.join(f['reasons'])})")
+    if result.metrics.get("tiny"):
+        print(f"  note: {TINY_WARNING}")
+    print(f"report: {result.out / 'report.html'}")
+    return 0

@@ -21,7 +21,9 @@ def check_output_dir(out: str | os.PathLike[str], overwrite: bool = False) -> Pa
     if out.exists() and not out.is_dir():
         raise StyleGRPOError(f"{out}: exists and is not a folder; choose another output path")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise StyleGRPOError(f"{out}: output folder exists and is not empty; pass --overwrite or choose another")
+        raise StyleGRPOError(
+            f"{out}: output folder exists and is not empty; pass --overwrite or choose another"
+        )
     return out
 
 

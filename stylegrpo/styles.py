@@ -31,6 +31,7 @@ TARGET_FIELDS: dict[str, tuple[str, float, float]] = {
     "voiced_fraction": ("fraction", 0.0, 1.0),
 }
 
+_PLACEHOLDER_RE = re.compile(r"\{style\}|\{text\}")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _TOP_KEYS = {"prompt", "styles"}
 _STYLE_KEYS = {"name", "phrase", "descriptions", "targets"}
@@ -65,7 +66,8 @@ class PromptTemplate:
         ``continue_final_message=True``). ``description`` None or empty gives Llasa's own prompt.
         """
         style = self.style.replace("{description}", description.strip()) if description else ""
-        user = self.user.replace("{style}", style).replace("{text}", text)
+        # One pass over the template, so braces inside the text or the description are never re-read.
+        user = _PLACEHOLDER_RE.sub(lambda m: {"{style}": style, "{text}": text}[m.group(0)], self.user)
         return [{"role": "user", "content": user}, {"role": "assistant", "content": self.assistant}]
 
 
@@ -139,6 +141,10 @@ def parse_catalog(text: str, path: Path | str = "<styles>") -> Catalog:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e)
+        context, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
+        if context and cmark is not None and (mark is None or cmark.line != mark.line):
+            # e.g. an unclosed '[' is only noticed at the end of the file: point at where it opened too
+            problem += f" ({context} at line {cmark.line + 1})"
         raise CatalogError(f"{path}{where}: invalid YAML: {problem}") from None
     if not isinstance(data, dict):
         raise CatalogError(f"{path}: expected a mapping with a 'styles' list at the top level")
@@ -163,7 +169,9 @@ def parse_catalog(text: str, path: Path | str = "<styles>") -> Catalog:
 def _check_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
     unknown = sorted(set(map(str, data)) - allowed)
     if unknown:
-        raise CatalogError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        raise CatalogError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+        )
 
 
 def _parse_template(raw: Any, path: Path) -> PromptTemplate:
@@ -194,7 +202,9 @@ def _parse_style(raw: Any, index: int, path: Path) -> Style:
         where = f"{path}: style #{index + 1} {name!r}"
     _check_keys(raw, _STYLE_KEYS, where)
     if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise CatalogError(f"{where}: field 'name' must be lower-case letters, digits, '_' or '-' (got {name!r})")
+        raise CatalogError(
+            f"{where}: field 'name' must be lower-case letters, digits, '_' or '-' (got {name!r})"
+        )
     phrase = raw.get("phrase")
     if not isinstance(phrase, str) or not phrase.strip():
         raise CatalogError(f"{where}: field 'phrase' must be a non-empty string")

@@ -51,7 +51,9 @@ def resolve_model(spec: str) -> str:
         return spec
     kind = spec[len(TINY_PREFIX) :]
     if kind not in TINY_BUILDERS:
-        raise StyleGRPOError(f"unknown tiny model {spec!r}; known: {', '.join(TINY_PREFIX + k for k in TINY_BUILDERS)}")
+        raise StyleGRPOError(
+            f"unknown tiny model {spec!r}; known: {', '.join(TINY_PREFIX + k for k in TINY_BUILDERS)}"
+        )
     folder = cache_dir() / "tiny" / f"{kind}-{TINY_VERSION}"
     if (folder / ".complete").exists():
         return str(folder)

@@ -1,0 +1,416 @@
+"""Text cleaning for TTS prompts: normalization, speakability filters, length limits, exact de-duplication.
+
+Everything here works on whole Arrow string arrays at a time (vectorized Arrow compute and numpy over
+the UTF-8 bytes), so a million lines clean in a couple of seconds without a per-line Python loop.
+
+Length defaults are derived from Llasa's budget: the model was trained with at most 2048 tokens per
+sequence (prompt + speech), and XCodec2 speaks 50 tokens per second (``CODEC_TOKENS_PER_SECOND``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from stylegrpo.audio import CODEC_TOKENS_PER_SECOND
+from stylegrpo.errors import StyleGRPOError
+
+log = logging.getLogger(__name__)
+
+LLASA_MAX_TOKENS = 2048  # Llasa's training sequence length (prompt + speech tokens); generation stops there
+PROMPT_TOKEN_ALLOWANCE = 150  # chat header + instruction + style phrase + text (~1 token per 4 chars of 250)
+CHARS_PER_SECOND = 14.0  # English read speech: ~150 words/min x ~5.6 characters per word (with its space)
+SLOWEST_RATE_FACTOR = 1.4  # slow styles (elderly, calm narrator: 2.5-4 syllables/s vs ~4.5) take ~1.4x longer
+
+# Defaults (each overridable on the command line):
+MIN_WORDS = 3  # 1-2 words give CLAP too little audio to judge a style and make CER all-or-nothing
+MAX_WORDS = 45  # 45 words ~ 18 s at 150 words/min, ~25 s for the slowest styles: within the 2048-token budget
+MIN_CHARS = 10  # ~0.7 s of speech; together with MIN_WORDS drops fragments like "Oh. Ah."
+MAX_CHARS = 250  # 250 / 14 chars/s ~ 18 s, x1.4 for slow styles = 25 s = 1250 speech tokens (+prompt < 2048)
+MIN_LETTER_FRACTION = 0.6  # digits/symbols have several spoken forms ("1/2", "$5"): ASR references become
+# ambiguous and Llasa reads them unreliably; prose is > 90% letters (punctuation and spaces are not counted)
+
+
+def estimated_seconds(chars: np.ndarray | float) -> np.ndarray | float:
+    """Speech duration estimated from characters at a normal reading rate."""
+    return chars / CHARS_PER_SECOND
+
+
+def worst_case_tokens(max_chars: int) -> int:
+    """Prompt + speech tokens of the longest allowed text spoken by the slowest style."""
+    seconds = max_chars / CHARS_PER_SECOND * SLOWEST_RATE_FACTOR
+    return int(PROMPT_TOKEN_ALLOWANCE + seconds * CODEC_TOKENS_PER_SECOND)
+
+
+@dataclass(frozen=True)
+class CleanOptions:
+    min_chars: int = MIN_CHARS
+    max_chars: int = MAX_CHARS
+    min_words: int = MIN_WORDS
+    max_words: int = MAX_WORDS
+    min_letter_fraction: float = MIN_LETTER_FRACTION
+
+    def validate(self) -> None:
+        if self.min_chars < 1 or self.min_words < 1:
+            raise StyleGRPOError("--min-chars and --min-words must be at least 1")
+        if self.min_chars > self.max_chars:
+            raise StyleGRPOError(f"--min-chars {self.min_chars} is above --max-chars {self.max_chars}")
+        if self.min_words > self.max_words:
+            raise StyleGRPOError(f"--min-words {self.min_words} is above --max-words {self.max_words}")
+        if not 0.0 <= self.min_letter_fraction <= 1.0:
+            raise StyleGRPOError(f"--min-letter-fraction must be in [0, 1], got {self.min_letter_fraction}")
+        tokens = worst_case_tokens(self.max_chars)
+        if tokens > LLASA_MAX_TOKENS:
+            log.warning(
+                "--max-chars %d: the slowest styles may need ~%d tokens, above Llasa's %d; long items will be "
+                "truncated at generation time",
+                self.max_chars,
+                tokens,
+                LLASA_MAX_TOKENS,
+            )
+
+
+# Why a line was dropped. Order = priority: a line is counted under the first reason that applies.
+REASONS: dict[str, str] = {
+    "undecodable": "not valid UTF-8",
+    "unparsable": "a record that could not be parsed (invalid JSON or CSV row)",
+    "no_text": "the text column was missing or null in that record",
+    "empty": "empty after normalization",
+    "special_token": "contains a <|...|> special token (would break the prompt markers)",
+    "url": "contains a URL, web address or e-mail address",
+    "markup": "contains HTML/XML tags or entities, wiki or markdown markup, or code characters {}<>|\\",
+    "not_prose": "mostly digits or symbols (letter fraction below --min-letter-fraction)",
+    "too_short": "fewer characters than --min-chars",
+    "too_long": "more characters than --max-chars",
+    "too_few_words": "fewer words than --min-words",
+    "too_many_words": "more words than --max-words",
+    "duplicate": "exact duplicate of an earlier text (after normalization)",
+}
+KEEP = 0
+_FILTER_REASONS = [
+    "empty",
+    "special_token",
+    "url",
+    "markup",
+    "not_prose",
+    "too_short",
+    "too_long",
+    "too_few_words",
+    "too_many_words",
+]
+REASON_CODE = {name: i + 1 for i, name in enumerate(_FILTER_REASONS)}
+DUPLICATE = len(_FILTER_REASONS) + 1
+CODE_REASON = {code: name for name, code in REASON_CODE.items()} | {DUPLICATE: "duplicate"}
+
+# --- normalization patterns (RE2 syntax, applied by Arrow) -------------------------------------------
+_ODD_SPACE = r"[\t\n\v\f\r\x{85}\x{1680}\x{2028}\x{2029}]"  # what NFKC leaves that is still whitespace
+_INVISIBLE = r"[\p{Cc}\p{Cf}]"  # control and format characters: zero-width spaces/joiners, BOM, bidi marks
+_SINGLE_QUOTES = "[\u2018\u2019\u201a\u201b\u2032\u2035\u2039\u203a]"  # curly/low single quotes, prime
+_DOUBLE_QUOTES = "[\u201c\u201d\u201e\u201f\u2033\u2036\u00ab\u00bb]"  # curly/low double quotes, guillemets
+_HYPHENS = "[\u2010\u2011\u2012\u2013\u2212]"  # hyphen, non-breaking hyphen, figure/en dash, minus sign
+_LONG_DASHES = "[\u2014\u2015]"  # em dash, horizontal bar: a pause between words
+
+# --- filter patterns ---------------------------------------------------------------------------------
+_SPECIAL_TOKEN = r"<\|[^<>]*\|>"
+_URL = (
+    r"(?i)(?:https?://|ftp://|\bwww\.)"
+    r"|\b[a-z0-9._%+-]+@[a-z0-9-]+\.[a-z0-9.-]+"
+    r"|\b[a-z0-9-]+\.(?:com|org|net|edu|gov|io|ai|co\.uk|html?|php|aspx?)\b"
+)
+_MARKUP = (
+    r"</?[A-Za-z][^<>]*>|<!--|&(?:[A-Za-z][A-Za-z0-9]*|#[0-9]+|#[xX][0-9A-Fa-f]+);"  # tags, entities
+    r"|\[\[|\]\]|\{\{|\}\}|\[[^\]]*\]\(|^#{1,6}\s|\*\*|__"  # wiki links/templates, markdown
+    r"|[{}<>|\\]"  # characters of code and markup, never of prose
+)
+_NEUTRAL = " .,!?'\"-;:()"  # spaces and everyday punctuation: neither letters nor "symbols"
+_MARKUP_BYTES = b"<>&[]{}|\\*_#"  # a row needs the markup/special-token regexes only if it has one of these
+_URL_BYTES = b":@"  # ...and the URL regex only if it has one of these or a "." directly before a letter
+
+# One class per byte value, so a batch is classified with a single table lookup.
+_LETTER, _SPACE, _PUNCT, _SYMBOL, _MARKUPISH, _HIGH, _CONTROL = range(7)
+_CLASS = np.full(256, _SYMBOL, dtype=np.uint8)  # digits and other ASCII symbols
+_CLASS[np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", np.uint8)] = _LETTER
+_CLASS[np.frombuffer(_NEUTRAL.encode(), np.uint8)] = _PUNCT
+_CLASS[ord(" ")] = _SPACE
+_CLASS[np.frombuffer(_MARKUP_BYTES, np.uint8)] = _MARKUPISH
+_CLASS[128:] = _HIGH  # UTF-8 lead and continuation bytes: the row is not plain ASCII
+_CLASS[:32] = _CONTROL
+_CLASS[127] = _CONTROL
+
+
+def _byte_view(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets relative to the data, UTF-8 data) of a string array, without copying the data."""
+    if arr.type != pa.string():
+        arr = arr.cast(pa.string())
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int32, count=len(arr) + 1 + arr.offset)[arr.offset :]
+    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
+    return offsets, data
+
+
+def _rows_with(offsets: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    """Number of flagged bytes in each row (flags are sparse: positions, then a binary search per row)."""
+    positions = np.flatnonzero(flags)
+    return np.diff(np.searchsorted(positions, offsets))
+
+
+def _normalize_full(arr: pa.Array) -> pa.Array:
+    """NFKC, quotes, dashes, invisible characters and odd whitespace (for rows that are not plain ASCII)."""
+    arr = pc.utf8_normalize(arr, "NFKC")  # full-width forms, ligatures, "…" -> "...", NBSP -> space
+    arr = pc.replace_substring_regex(arr, _ODD_SPACE, " ")
+    arr = pc.replace_substring_regex(arr, _INVISIBLE, "")
+    arr = pc.replace_substring_regex(arr, _SINGLE_QUOTES, "'")
+    arr = pc.replace_substring_regex(arr, _DOUBLE_QUOTES, '"')
+    arr = pc.replace_substring_regex(arr, _HYPHENS, "-")
+    return pc.replace_substring_regex(arr, _LONG_DASHES, " - ")
+
+
+def _fix_spaces(arr: pa.Array) -> pa.Array:
+    return pc.utf8_trim_whitespace(pc.replace_substring_regex(arr, "  +", " "))
+
+
+def _on_rows(arr: pa.Array, rows: np.ndarray, fn) -> pa.Array:
+    """Apply ``fn`` to the rows where ``rows`` is True only (most rows of real text need nothing)."""
+    if not rows.any():
+        return arr
+    mask = pa.array(rows)
+    return pc.replace_with_mask(arr, mask, fn(arr.filter(mask)))
+
+
+def normalize(arr: pa.Array) -> pa.Array:
+    """Unicode NFKC, straight quotes and dashes, no invisible characters, single spaces, trimmed."""
+    if arr.type != pa.string():
+        arr = arr.cast(pa.string())
+    if arr.null_count:
+        arr = pc.fill_null(arr, "")
+    offsets, data = _byte_view(arr)
+    full = _rows_with(offsets, (data >= 127) | (data < 32)) > 0  # non-ASCII, control characters, tabs
+    arr = _on_rows(arr, full, _normalize_full)
+    offsets, data = _byte_view(arr)
+    n = len(arr)
+    if not len(data):
+        return arr
+    space = data == 32
+    double = _rows_with(offsets, np.concatenate([space[:-1] & space[1:], [False]])) > 0
+    nonempty = offsets[1:] > offsets[:-1]
+    starts = np.minimum(offsets[:-1], len(data) - 1)
+    ends = np.maximum(offsets[1:] - 1, 0)
+    edge = nonempty & (space[starts] | space[ends]) if n else np.zeros(0, dtype=bool)
+    return _on_rows(arr, full | double | edge, _fix_spaces)
+
+
+@dataclass
+class TextStats:
+    chars: np.ndarray  # characters per row
+    words: np.ndarray  # words per row (single spaces after normalization: spaces + 1)
+    letter_fraction: np.ndarray  # letters / (letters + digits + symbols); punctuation and spaces not counted
+    maybe_markup: np.ndarray  # rows with a byte that markup, code or special tokens need
+    maybe_url: np.ndarray  # rows with ":", "@" or a "." directly followed by a letter
+
+
+# Per-row counts in one pass: each byte maps to a uint64 holding six 10-bit counters; one cumulative sum
+# and a difference per row give all six at once. Rows longer than _FIELD_MAX bytes could overflow a
+# counter and are recounted separately (they are far above the default --max-chars anyway).
+_FIELD_BITS = 10
+_FIELD_MAX = (1 << _FIELD_BITS) - 1
+_F_SPACE, _F_PUNCT, _F_SYMBOL, _F_MARKUP, _F_HIGH, _F_URL = range(6)
+_PACKED = np.zeros(256, dtype=np.uint64)
+for _b in range(256):
+    _c, _w = int(_CLASS[_b]), 0
+    _w += (_c == _SPACE) << (_FIELD_BITS * _F_SPACE)
+    _w += (_c == _PUNCT) << (_FIELD_BITS * _F_PUNCT)
+    _w += (_c in (_SYMBOL, _MARKUPISH)) << (_FIELD_BITS * _F_SYMBOL)
+    _w += (_c == _MARKUPISH) << (_FIELD_BITS * _F_MARKUP)
+    _w += (_c >= _HIGH) << (_FIELD_BITS * _F_HIGH)
+    _w += (_b in _URL_BYTES) << (_FIELD_BITS * _F_URL)
+    _PACKED[_b] = _w
+_IS_LETTER = _CLASS == _LETTER
+
+
+def _dot_letters(offsets: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """Positions of a "." directly followed by a letter of the same row (a hint of a domain name)."""
+    dots = np.flatnonzero(data[:-1] == 46)
+    dots = dots[_IS_LETTER[data[dots + 1]]]
+    row_start = offsets[np.minimum(np.searchsorted(offsets, dots + 1), len(offsets) - 1)] == dots + 1
+    return dots[~row_start]
+
+
+def _packed_counts(offsets: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """[6, rows] counts of spaces, punctuation, symbols, markup bytes, non-ASCII bytes, URL hints."""
+    n = len(offsets) - 1
+    if not len(data):
+        return np.zeros((6, n), dtype=np.int64)
+    weights = _PACKED[data]
+    weights[_dot_letters(offsets, data)] += np.uint64(1 << (_FIELD_BITS * _F_URL))
+    starts = offsets[:-1]
+    empty = offsets[1:] == starts
+    per_row = np.add.reduceat(weights, np.minimum(starts, len(data) - 1))
+    per_row[empty] = 0  # reduceat gives the element at the start for an empty range
+    shifts = (np.arange(6, dtype=np.uint64) * np.uint64(_FIELD_BITS))[:, None]
+    return ((per_row[None, :] >> shifts) & np.uint64(_FIELD_MAX)).astype(np.int64)
+
+
+def _exact_counts(offsets: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """The same counts as _packed_counts, without a size limit (slower: one pass per counter)."""
+    cls = _CLASS[data]
+    url = np.isin(data, np.frombuffer(_URL_BYTES, np.uint8))
+    url[_dot_letters(offsets, data)] = True
+    flags = [
+        cls == _SPACE,
+        cls == _PUNCT,
+        (cls == _SYMBOL) | (cls == _MARKUPISH),
+        cls == _MARKUPISH,
+        cls >= _HIGH,
+        url,
+    ]
+    return np.stack([_rows_with(offsets, f) for f in flags])
+
+
+def measure(arr: pa.Array) -> TextStats:
+    """Lengths, letter fraction and regex candidates of normalized text, from one pass over its bytes."""
+    offsets, data = _byte_view(arr)
+    nbytes = np.diff(offsets).astype(np.int64)
+    counts = _packed_counts(offsets, data)
+    long_rows = nbytes > _FIELD_MAX
+    if long_rows.any():
+        sub_offsets, sub_data = _byte_view(arr.filter(pa.array(long_rows)))
+        counts[:, long_rows] = _exact_counts(sub_offsets, sub_data)
+    spaces, punct, symbols, markup, high, url = counts
+    high = high > 0
+    chars = nbytes
+    letters = (nbytes - spaces - punct - symbols).astype(np.float64)
+    if high.any():  # characters are not bytes in these rows: count them with Unicode-aware regexes
+        sub = arr.filter(pa.array(high))
+        chars = chars.copy()
+        chars[high] = pc.utf8_length(sub).to_numpy(zero_copy_only=False)
+        letters[high] = pc.count_substring_regex(sub, r"[\pL\pM]").to_numpy(zero_copy_only=False)
+        symbols = symbols.copy()
+        symbols[high] = pc.count_substring_regex(sub, r"[^\pL\pM\s.,!?'\"\-;:()]").to_numpy(
+            zero_copy_only=False
+        )
+    counted = letters + symbols
+    fraction = np.where(counted > 0, letters / np.maximum(counted, 1), 1.0)
+    words = np.where(chars > 0, spaces + 1, 0)
+    return TextStats(
+        chars=chars,
+        words=words,
+        letter_fraction=fraction,
+        maybe_markup=(markup > 0) | high,
+        maybe_url=(url > 0) | high,
+    )
+
+
+def filter_codes(arr: pa.Array, options: CleanOptions) -> tuple[np.ndarray, TextStats]:
+    """Reason code per row of normalized text (``KEEP`` = 0), and the rows' lengths."""
+    stats = measure(arr)
+    checks = [
+        ("empty", stats.chars == 0),
+        ("special_token", _match(arr, _SPECIAL_TOKEN, stats.maybe_markup)),
+        ("url", _match(arr, _URL, stats.maybe_url)),
+        ("markup", _match(arr, _MARKUP, stats.maybe_markup)),
+        ("not_prose", stats.letter_fraction < options.min_letter_fraction),
+        ("too_short", stats.chars < options.min_chars),
+        ("too_long", stats.chars > options.max_chars),
+        ("too_few_words", stats.words < options.min_words),
+        ("too_many_words", stats.words > options.max_words),
+    ]
+    codes = np.zeros(len(arr), dtype=np.int8)
+    for name, hit in reversed(checks):  # the first reason in REASONS order wins
+        codes[hit] = REASON_CODE[name]
+    return codes, stats
+
+
+def _match(arr: pa.Array, pattern: str, candidates: np.ndarray) -> np.ndarray:
+    """Rows matching a regex, which is only run on the candidate rows."""
+    out = np.zeros(len(arr), dtype=bool)
+    if candidates.any():
+        sub = arr.filter(pa.array(candidates))
+        out[candidates] = pc.match_substring_regex(sub, pattern).to_numpy(zero_copy_only=False)
+    return out
+
+
+# --- hashing and de-duplication ----------------------------------------------------------------------
+_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def text_hashes(arr: pa.Array) -> np.ndarray:
+    """A 64-bit hash per string (SipHash via pandas; stable across runs and machines)."""
+    import pandas as pd
+
+    return pd.util.hash_array(arr.to_numpy(zero_copy_only=False), categorize=False)
+
+
+def mix64(values: np.ndarray, seed: int) -> np.ndarray:
+    """SplitMix64 finalizer of ``values`` xor a seed: a seeded, well-spread 64-bit hash."""
+    with np.errstate(over="ignore"):
+        z = values.astype(np.uint64) ^ np.uint64((seed * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+@dataclass
+class HashSet64:
+    """An open-addressing set of 64-bit hashes in one numpy array: 16 bytes per distinct text.
+
+    A Python ``set`` of ints costs ~70 bytes per entry; this keeps de-duplication of tens of millions of
+    lines within a few hundred MB. Inserts are vectorized per batch.
+    """
+
+    capacity: int = 1 << 18  # 2 MB to start; doubles (and rehashes) whenever it is half full
+    size: int = 0
+    _table: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._table = np.zeros(self.capacity, dtype=np.uint64)
+
+    def __len__(self) -> int:
+        return self.size
+
+    @property
+    def nbytes(self) -> int:
+        return self._table.nbytes
+
+    def add(self, hashes: np.ndarray) -> np.ndarray:
+        """Insert ``hashes``; return a mask of those seen for the first time (first occurrence in the batch)."""
+        h = np.asarray(hashes, dtype=np.uint64)
+        h = np.where(h == 0, np.uint64(1), h)  # 0 marks an empty slot
+        uniq, first = np.unique(h, return_index=True)
+        is_new = self._insert(uniq)
+        out = np.zeros(len(h), dtype=bool)
+        out[first[is_new]] = True
+        return out
+
+    def _insert(self, keys: np.ndarray) -> np.ndarray:
+        while (self.size + len(keys)) * 2 > self.capacity:  # keep the load factor under 1/2
+            self._grow()
+        mask = np.uint64(self.capacity - 1)
+        result = np.zeros(len(keys), dtype=bool)
+        pending = np.arange(len(keys))
+        pos = keys & mask
+        while pending.size:
+            k = keys[pending]
+            slot = self._table[pos]
+            found = slot == k
+            claim = np.flatnonzero(slot == 0)
+            # keys racing for the same empty slot: all write, one write sticks; reading back tells which
+            self._table[pos[claim]] = k[claim]
+            winners = claim[self._table[pos[claim]] == k[claim]]
+            result[pending[winners]] = True
+            done = found
+            done[winners] = True
+            self.size += len(winners)
+            pending, pos = pending[~done], (pos[~done] + np.uint64(1)) & mask
+        return result
+
+    def _grow(self) -> None:
+        old = self._table[self._table != 0]
+        self.capacity *= 2
+        self._table = np.zeros(self.capacity, dtype=np.uint64)
+        self.size = 0
+        if len(old):
+            self._insert(old)

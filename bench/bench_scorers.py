@@ -1,0 +1,319 @@
+"""Time every judge on a batch of clips: batched vs one clip at a time, and peak memory.
+
+    python bench/bench_scorers.py                          # tiny twins on CPU, 64 espeak clips of 4-8 s
+    python bench/bench_scorers.py --real-architectures --device cuda   # full-size real configs, random
+                                                           # weights (no download), for a GPU machine
+
+Tiny twins measure the plumbing (feature extraction, padding, batching), not the cost of the real
+networks; ``--real-architectures`` builds each real judge's configuration at full size (CLAP
+larger_clap_general, Parakeet CTC 1.1B, Whisper large-v3-turbo) with random weights, saves it once into
+``--workdir`` and loads it through the same code as a downloaded checkpoint. The acoustic measures are
+model-free, so their CPU numbers are the real ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from stylegrpo.audio import SAMPLE_RATE, read_wav
+
+SENTENCES = (
+    "The quick brown fox jumps over the lazy dog near the quiet river bank.",
+    "Please call Stella and ask her to bring these things with her from the store.",
+    "Six spoons of fresh snow peas, five thick slabs of blue cheese, and maybe a snack.",
+    "We also need a small plastic snake and a big toy frog for the kids.",
+    "She can scoop these things into three red bags, and we will go meet her on Wednesday.",
+    "The old lighthouse keeper watched the storm roll in across the grey and restless sea.",
+    "When the sunlight strikes raindrops in the air, they act as a prism and form a rainbow.",
+    "A gentle breeze carried the smell of fresh bread through the narrow streets of the town.",
+)
+DESCRIPTIONS = (
+    "a man whispering",
+    "a man shouting loudly",
+    "a calm narrator speaking slowly",
+    "a sad person",
+)
+
+
+def make_clips(
+    n: int, min_s: float, max_s: float, seed: int, source: str
+) -> tuple[list[np.ndarray], list[str]]:
+    """n clips of min_s..max_s seconds with their texts: espeak-ng speech, or synthetic voiced sound."""
+    rng = np.random.default_rng(seed)
+    espeak = shutil.which("espeak-ng")
+    if source == "espeak" and espeak is None:
+        logging.warning("espeak-ng not found: using synthetic clips")
+        source = "synthetic"
+    wavs, texts = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(n):
+            target = rng.uniform(min_s, max_s)
+            text = SENTENCES[i % len(SENTENCES)]
+            if source == "espeak":
+                rate = int(rng.integers(140, 210))  # words per minute, around espeak's default 175
+                pitch = int(rng.integers(20, 80))
+                while True:
+                    path = Path(tmp) / f"{i}.wav"
+                    subprocess.run(
+                        [espeak, "-w", str(path), "-s", str(rate), "-p", str(pitch), text],
+                        check=True,
+                        timeout=60,
+                    )
+                    wav = read_wav(path)
+                    if len(wav) >= target * SAMPLE_RATE:
+                        break
+                    text = text + " " + SENTENCES[(i + len(text)) % len(SENTENCES)]
+                wav = wav[: int(target * SAMPLE_RATE)]
+            else:
+                t = np.arange(int(target * SAMPLE_RATE)) / SAMPLE_RATE
+                f0 = rng.uniform(90, 250) * (1 + 0.1 * np.sin(2 * np.pi * 0.5 * t))
+                phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
+                voiced = sum(np.sin(k * phase) / k for k in range(1, 8))
+                envelope = 0.5 * (1 + np.sin(2 * np.pi * 4.0 * t))  # ~4 syllables per second
+                wav = (0.1 * voiced * envelope + 0.005 * rng.standard_normal(t.size)).astype(np.float32)
+            wavs.append(wav.astype(np.float32))
+            texts.append(text)
+    return wavs, texts
+
+
+def build_real_architectures(workdir: Path) -> dict[str, str]:
+    """Full-size real judge configs with random weights, saved once as checkpoints (no download)."""
+    import torch
+    from transformers import (
+        ClapConfig,
+        ClapFeatureExtractor,
+        ClapModel,
+        ClapProcessor,
+        ParakeetCTCConfig,
+        ParakeetForCTC,
+        ParakeetProcessor,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+    )
+
+    from stylegrpo.tiny import resolve_model
+
+    specs = {}
+    for kind in ("clap", "asr", "whisper"):
+        folder = workdir / f"real-{kind}"
+        specs[kind] = str(folder)
+        if (folder / ".complete").exists():
+            continue
+        logging.info("building full-size %s with random weights in %s", kind, folder)
+        torch.manual_seed(0)
+        if kind == "clap":  # laion/larger_clap_general's shape
+            tiny = ClapProcessor.from_pretrained(resolve_model("tiny:clap"))
+            config = ClapConfig(
+                text_config=dict(pad_token_id=tiny.tokenizer.pad_token_id),  # roberta-base defaults
+                audio_config=dict(depths=[2, 2, 12, 2], hidden_size=1024, patch_embeds_hidden_size=128),
+                projection_dim=512,
+            )
+            model = ClapModel(config)
+            processor = ClapProcessor(
+                ClapFeatureExtractor(truncation="rand_trunc", padding="repeatpad"), tiny.tokenizer
+            )
+        elif kind == "asr":  # nvidia/parakeet-ctc-1.1b's shape: FastConformer, 42 layers of 1024
+            tiny = ParakeetProcessor.from_pretrained(resolve_model("tiny:parakeet"))
+            config = ParakeetCTCConfig(
+                vocab_size=1025,
+                pad_token_id=tiny.tokenizer.pad_token_id,
+                encoder_config=dict(
+                    hidden_size=1024, num_hidden_layers=42, num_attention_heads=8, intermediate_size=4096
+                ),
+            )
+            model = ParakeetForCTC(config)
+            processor = tiny
+        else:  # openai/whisper-large-v3-turbo's shape: 32 encoder layers, 4 decoder layers, 128 mels
+            tiny = WhisperProcessor.from_pretrained(resolve_model("tiny:whisper"))
+            tok = tiny.tokenizer
+            config = WhisperConfig(
+                vocab_size=51866,
+                num_mel_bins=128,
+                d_model=1280,
+                encoder_layers=32,
+                decoder_layers=4,
+                encoder_attention_heads=20,
+                decoder_attention_heads=20,
+                encoder_ffn_dim=5120,
+                decoder_ffn_dim=5120,
+                max_source_positions=1500,
+                max_target_positions=448,
+                decoder_start_token_id=tok.convert_tokens_to_ids("<|startoftranscript|>"),
+                pad_token_id=tok.eos_token_id,
+                bos_token_id=tok.eos_token_id,
+                eos_token_id=tok.eos_token_id,
+            )
+            model = WhisperForConditionalGeneration(config)
+            processor = WhisperProcessor(WhisperFeatureExtractor(feature_size=128), tok)
+        tmp = Path(tempfile.mkdtemp(dir=workdir))
+        model.to(torch.bfloat16).save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        (tmp / ".complete").write_text("random weights\n")
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+        del model
+        gc.collect()
+    return specs
+
+
+class Peak:
+    """Peak memory while a judge runs: CUDA allocator peak, or the growth of the process's peak RSS."""
+
+    def __init__(self, device: str):
+        self.cuda = device.startswith("cuda")
+
+    def __enter__(self):
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        self.rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+            self.mib = torch.cuda.max_memory_allocated() / 2**20
+        else:  # ru_maxrss is in KiB on Linux and never goes down: report this judge's growth of it
+            self.mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - self.rss0) / 1024
+        return False
+
+
+def timed(fn, device: str) -> float:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    fn()
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+    return time.perf_counter() - t
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clips", type=int, default=64, help="clips per batch (a GRPO step's completions)")
+    parser.add_argument("--min-s", type=float, default=4.0, help="shortest clip, seconds")
+    parser.add_argument("--max-s", type=float, default=8.0, help="longest clip, seconds")
+    parser.add_argument(
+        "--source",
+        choices=["espeak", "synthetic"],
+        default="espeak",
+        help="real speech if espeak-ng is there",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--batch-size", type=int, default=16, help="the judges' batch_size")
+    parser.add_argument("--single", type=int, default=None, help="clips scored one at a time (default: all)")
+    parser.add_argument("--judges", default="clap,asr,whisper,acoustic", help="comma-separated subset")
+    parser.add_argument(
+        "--real-architectures", action="store_true", help="full-size real configs, random weights"
+    )
+    parser.add_argument("--workdir", default=None, help="where full-size random checkpoints are kept")
+    parser.add_argument("--acoustic-workers", type=int, default=os.cpu_count() or 1,
+                        help="also time the acoustic measures with this many processes")  # fmt: skip
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for noisy in ("transformers", "httpx", "nemo_logger"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+    from stylegrpo.scorers import AsrScorer, ClapScorer, WhisperNllScorer, measure, measure_batch
+
+    wavs, texts = make_clips(args.clips, args.min_s, args.max_s, seed=0, source=args.source)
+    descs = [DESCRIPTIONS[i % len(DESCRIPTIONS)] for i in range(len(wavs))]
+    audio_s = sum(len(w) for w in wavs) / SAMPLE_RATE
+    n_single = len(wavs) if args.single is None else min(args.single, len(wavs))
+    print(
+        f"{len(wavs)} clips ({args.source}), {audio_s:.0f} s of audio, device {args.device}, batch {args.batch_size}"
+    )
+
+    if args.real_architectures:
+        workdir = Path(args.workdir or Path(tempfile.gettempdir()) / "stylegrpo-bench-real")
+        workdir.mkdir(parents=True, exist_ok=True)
+        specs = build_real_architectures(workdir)
+        label = "full-size random"
+    else:
+        specs = {"clap": "tiny:clap", "asr": "tiny:parakeet", "whisper": "tiny:whisper"}
+        label = "tiny twins"
+    kw = dict(device=args.device, batch_size=args.batch_size)
+    judges = {
+        "clap similarity": (
+            lambda: ClapScorer(specs["clap"], **kw),
+            lambda s, w, i: s.similarity(w, [descs[j] for j in i]),
+        ),
+        "asr error_rates": (
+            lambda: AsrScorer(specs["asr"], **kw),
+            lambda s, w, i: s.error_rates(w, [texts[j] for j in i]),
+        ),
+        "whisper nll": (
+            lambda: WhisperNllScorer(specs["whisper"], **kw),
+            lambda s, w, i: s.nll(w, [texts[j] for j in i]),
+        ),
+    }
+    wanted = {j.strip() for j in args.judges.split(",")}
+    results = []
+    for name, (make, call) in judges.items():
+        if name.split()[0] not in wanted:
+            continue
+        scorer = make()
+        load = timed(lambda s=scorer: s._ensure_loaded(), args.device)
+        call(scorer, wavs[:2], list(range(len(wavs[:2]))))  # warm-up (kernels, caches)
+        with Peak(args.device) as peak:
+            batched = timed(lambda s=scorer, c=call: c(s, wavs, range(len(wavs))), args.device)
+        single = timed(lambda s=scorer, c=call: [c(s, [wavs[j]], [j]) for j in range(n_single)], args.device)
+        single_all = single * len(wavs) / n_single
+        results.append(dict(judge=name, load_s=load, batched_s=batched, single_s=single_all,
+                            ratio=single_all / batched, peak_mib=peak.mib, clips_per_s=len(wavs) / batched))  # fmt: skip
+        del scorer
+        gc.collect()
+    if "acoustic" in wanted:
+        measure(wavs[0][:SAMPLE_RATE], "warm up")  # numba compilation of pyin's kernels, once per process
+        for workers in sorted({1, max(1, args.acoustic_workers)}):
+            if workers > 1:
+                measure_batch(wavs[:workers], texts[:workers], workers=workers)  # start the pool once
+            with Peak("cpu") as peak:
+                batched = timed(lambda n=workers: measure_batch(wavs, texts, workers=n), "cpu")
+            results.append(dict(judge=f"acoustic measures (CPU, {workers} proc)", load_s=0.0, batched_s=batched,
+                                single_s=batched, ratio=1.0, peak_mib=peak.mib, clips_per_s=len(wavs) / batched))  # fmt: skip
+    mem = "peak GPU MiB" if args.device.startswith("cuda") else "peak RSS growth MiB"
+    print(f"\n{label}: {len(wavs)} clips of {args.min_s:g}-{args.max_s:g} s ({audio_s:.0f} s audio)")
+    print(
+        f"{'judge':34s} {'load s':>7s} {'batched s':>10s} {'one-by-one s':>13s} {'ratio':>6s} {'clips/s':>8s} {mem:>20s}"
+    )
+    for r in results:
+        print(f"{r['judge']:34s} {r['load_s']:7.2f} {r['batched_s']:10.2f} {r['single_s']:13.2f} "
+              f"{r['ratio']:6.2f} {r['clips_per_s']:8.1f} {r['peak_mib']:20.0f}")  # fmt: skip
+    if n_single < len(wavs):
+        print(f"(one-by-one time extrapolated from {n_single} clips)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(dict(label=label, device=args.device, clips=len(wavs),
+                                                   audio_s=audio_s, results=results), indent=2))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())

@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+NEMO_STAMP := $(VENV)/.nemo-stamp
 OUT    ?= runs/demo
 # Debian packages the tests use: espeak-ng speaks real test recordings, chromium checks the report.
 SYSDEPS := espeak-ng chromium
@@ -21,6 +22,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e ".[dev]"
 	@touch $(STAMP)
 
+# The tests also cover the optional NeMo ASR backend (a tiny .nemo model built offline).
+$(NEMO_STAMP): $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[dev,nemo]"
+	@touch $(NEMO_STAMP)
+
 # System packages for the tests; installed with apt-get when missing and we are allowed to.
 sysdeps:
 	@missing=""; command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
@@ -37,9 +43,9 @@ sysdeps:
 demo: install
 	$(SG) styles
 	$(SG) build --out $(OUT)/dataset --overwrite
-	$(SG) train --config training/recipes/tiny.yaml --dataset_path $(OUT)/dataset --output_dir $(OUT)/adapter --overwrite
-	$(SG) eval --preset tiny --adapter $(OUT)/adapter --dataset $(OUT)/dataset --training-dir $(OUT)/adapter --out $(OUT)/eval --overwrite
-	$(SG) say --preset tiny --adapter $(OUT)/adapter --style whispering "Hello there." -o $(OUT)/hello.wav --overwrite
+	$(SG) train --config training/recipes/tiny.yaml --dataset_path $(OUT)/dataset --output-dir $(OUT)/train --overwrite
+	$(SG) eval --preset tiny --adapter $(OUT)/train/adapter --dataset $(OUT)/dataset --training-dir $(OUT)/train --out $(OUT)/eval --overwrite
+	$(SG) say --preset tiny --adapter $(OUT)/train/adapter --style whispering "Hello there." -o $(OUT)/hello.wav --overwrite
 	@echo; echo "Report: $(abspath $(OUT))/eval/report.html  (tiny random models: plumbing, not quality)"
 
 lint: install
@@ -50,11 +56,14 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: install sysdeps lint
+test: install $(NEMO_STAMP) sysdeps lint
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q
 
+# Speed and memory figures (printed, never asserted); CPU with the tiny twins unless a script says otherwise.
 bench: install
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_build.py
+	HF_HUB_OFFLINE=1 $(PY) bench/bench_scorers.py
+	HF_HUB_OFFLINE=1 $(PY) bench/bench_grpo.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

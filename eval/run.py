@@ -422,8 +422,9 @@ class Judges:
         from stylegrpo.scorers import acoustic
 
         texts = [r["text"] for r in records]
-        sims = self.clap.similarity(wavs, [r["phrase"] for r in records])
-        probs = self.clap.style_probabilities(wavs, self.candidates)
+        emb = self.clap.audio_embeddings(wavs)  # one pass of the audio model for both CLAP scores
+        sims = self.clap.similarity(wavs, [r["phrase"] for r in records], embeddings=emb)
+        probs = self.clap.style_probabilities(wavs, self.candidates, embeddings=emb)
         rates = self.asr.error_rates(wavs, texts)
         nll = self.whisper.nll(wavs, texts)
         measures = acoustic.measure_batch(wavs, texts)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
+MIN_DECODE_CODES = 2  # the decoder needs more than one frame per channel for its normalization
 
 DEFAULT_DECODE_BATCH_SIZE = 16  # sequences decoded together; the decoder is light next to the policy
 TINY_QUANTIZATION_LEVELS = (4, 4, 4)  # tiny codebook of 64 codes (the real one: 4^8 = 65,536)
@@ -146,7 +147,9 @@ class Codec:
             groups = [todo[j : j + batch_size] for j in range(0, len(todo), batch_size)]
         device = self.device
         for group in groups:
-            width = max(len(cleaned[i]) for i in group)
+            # XCodec2's decoder normalizes over time and fails on a single frame: decode at least
+            # MIN_DECODE_CODES (repeating the last code) and trim back to the clip's own length below.
+            width = max(MIN_DECODE_CODES, *(len(cleaned[i]) for i in group))
             # pad with the last code of each sequence (closer to its own audio than code 0)
             rows = [cleaned[i] + [cleaned[i][-1]] * (width - len(cleaned[i])) for i in group]
             codes = torch.tensor(rows, dtype=torch.long, device=device).unsqueeze(1)  # [B, 1, T]

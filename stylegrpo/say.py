@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Synthesize speech in a style of the catalog with Llasa (+ a trained adapter). "
         "Examples: stylegrpo say 'Hello there.' --style whispering -o hello.wav; "
-        "stylegrpo say --input-file lines.txt --output-dir out/ --style cheerful"
+        "stylegrpo say --input-file lines.txt --output-dir out/ --style excited"
     )
     parser.add_argument("text", nargs="?", help="the text to speak (or use --input-file)")
     parser.add_argument(

@@ -13,15 +13,6 @@ from stylegrpo.codec import Codec
 from stylegrpo.tiny import resolve_model
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models on a shared CPU: one torch thread is much faster (more threads only contend)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def codec():
     return Codec.load("tiny:xcodec2", "cpu")
@@ -79,3 +70,39 @@ def test_empty_and_out_of_range_never_crash(codec, caplog):
     # tensors and numpy arrays are accepted as code sequences
     assert len(codec.decode([torch.tensor([3, 4, 5])])[0]) == 3 * 320
     assert len(codec.decode([np.array([3, 4])])[0]) == 2 * 320
+
+
+def test_single_code_clip_decodes_with_a_narrow_decoder(tmp_path):
+    """XCodec2 normalizes over time: one frame alone fails inside the model (e.g. 32 channels, 32 groups).
+    The codec must still return the clip's own 320 samples."""
+    from transformers import Xcodec2Config, Xcodec2Model
+
+    semantic = dict(
+        model_type="wav2vec2-bert",
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        output_hidden_size=32,
+    )
+    config = Xcodec2Config(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=16,
+        encoder_hidden_size=8,
+        quantization_dim=64,
+        quantization_levels=[4, 4, 4],
+        semantic_model_config=semantic,
+    )
+    model = Xcodec2Model(config).eval()
+    with pytest.raises(ValueError):  # the model itself cannot decode one frame
+        model.decode(audio_codes=torch.zeros(1, 1, 1, dtype=torch.long))
+    model.save_pretrained(tmp_path / "narrow")
+    codec = Codec.load(str(tmp_path / "narrow"), device="cpu")
+    hop = codec.samples_per_token
+    wavs = codec.decode([[5], [1, 2, 3]])
+    assert [len(w) for w in wavs] == [hop, 3 * hop]
+    assert all(np.isfinite(w).all() for w in wavs)

@@ -22,15 +22,6 @@ TEMPLATE = PromptTemplate()
 TEXTS = ["Hi.", "A much longer sentence, so that the prompts differ in length a lot.", "Good morning to you"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models on a shared CPU: one torch thread is much faster (more threads only contend)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def policy():
     return load_policy("tiny:llasa", "cpu")

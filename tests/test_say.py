@@ -5,21 +5,11 @@ import csv
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from stylegrpo.audio import SAMPLE_RATE
 from stylegrpo.cli import main
 
 FAST = ["--preset", "tiny", "--device", "cpu", "--max-seconds", "0.6"]  # 31 tokens at most: seconds on CPU
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models on a shared CPU: one torch thread is much faster (more threads only contend)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_say_writes_a_16k_wav(tmp_path, capsys):

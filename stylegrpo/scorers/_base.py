@@ -131,3 +131,29 @@ class LazyScorer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec!r}, device={str(self._device_arg)!r}, batch_size={self.batch_size})"
+
+
+def train_tiny_bpe(
+    corpus: Sequence[str], vocab_size: int, special_tokens: Sequence[str]
+) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Vocabulary and merges of a byte-level BPE trained locally on ``corpus`` (for tiny-twin tokenizers
+    of the GPT-2 family: Roberta for CLAP, Whisper)."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from tokenizers import ByteLevelBPETokenizer
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        list(corpus) * 4, vocab_size=vocab_size, min_frequency=1, special_tokens=list(special_tokens)
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        bpe.save_model(tmp)
+        vocab = json.loads((Path(tmp) / "vocab.json").read_text())
+        merges = [
+            tuple(line.split())
+            for line in (Path(tmp) / "merges.txt").read_text().splitlines()
+            if line and not line.startswith("#")
+        ]
+    return vocab, merges

@@ -39,6 +39,7 @@ from ._base import (
     as_waveforms,
     batched,
     check_same_length,
+    train_tiny_bpe,
 )
 
 log = logging.getLogger(__name__)
@@ -349,26 +350,11 @@ TINY_CORPUS = (
 
 def build_tiny(folder: Any) -> None:
     """A tiny random-weight ClapModel with a real processor (locally trained Roberta BPE), saved."""
-    import json
-    import tempfile
-    from pathlib import Path
 
-    from tokenizers import ByteLevelBPETokenizer
     from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor, RobertaTokenizer
 
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(
-        list(TINY_CORPUS) * 4, vocab_size=TINY_VOCAB, min_frequency=1, special_tokens=specials
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        bpe.save_model(tmp)
-        vocab = json.loads((Path(tmp) / "vocab.json").read_text())
-        merges = [
-            tuple(line.split())
-            for line in (Path(tmp) / "merges.txt").read_text().splitlines()
-            if line and not line.startswith("#")
-        ]
+    vocab, merges = train_tiny_bpe(TINY_CORPUS, TINY_VOCAB, specials)
     tokenizer = RobertaTokenizer(vocab=vocab, merges=merges)
     if len(tokenizer) <= len(specials):
         raise ScorerError("tiny CLAP tokenizer has no learned tokens")

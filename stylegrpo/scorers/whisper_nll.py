@@ -25,6 +25,7 @@ from ._base import (
     batched,
     check_same_length,
     order_by_length,
+    train_tiny_bpe,
 )
 
 log = logging.getLogger(__name__)
@@ -137,11 +138,8 @@ TINY_CORPUS = (
 
 def build_tiny(folder: Any) -> None:
     """A tiny random-weight Whisper with a real feature extractor and a locally trained tokenizer, saved."""
-    import json
-    import tempfile
-    from pathlib import Path
 
-    from tokenizers import AddedToken, ByteLevelBPETokenizer
+    from tokenizers import AddedToken
     from transformers import (
         WhisperConfig,
         WhisperFeatureExtractor,
@@ -150,18 +148,7 @@ def build_tiny(folder: Any) -> None:
         WhisperTokenizer,
     )
 
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(
-        list(TINY_CORPUS) * 4, vocab_size=TINY_VOCAB, min_frequency=1, special_tokens=[EOT]
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        bpe.save_model(tmp)
-        vocab = json.loads((Path(tmp) / "vocab.json").read_text())
-        merges = [
-            tuple(line.split())
-            for line in (Path(tmp) / "merges.txt").read_text().splitlines()
-            if line and not line.startswith("#")
-        ]
+    vocab, merges = train_tiny_bpe(TINY_CORPUS, TINY_VOCAB, [EOT])
     tokenizer = WhisperTokenizer(vocab=vocab, merges=merges)
     specials = [t for t in PREFIX_TOKENS if t != EOT]
     tokenizer.add_tokens(

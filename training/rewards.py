@@ -53,8 +53,8 @@ SILENT = "silent"  # decodes to (near) silence
 DURATION = "duration"  # far shorter or longer than the text could be spoken in
 GUARD_FLAGS: tuple[str, ...] = (TRUNCATED, NO_SPEECH, UNDECODABLE, SILENT, DURATION)
 
-# A completion needs this many speech codes to be decoded at all: XCodec2's GroupNorm fails on a single
-# frame, and 2 codes (40 ms) are shorter than any syllable, so this only removes non-speech.
+# A completion needs this many speech codes to count as speech: 2 codes (40 ms) are shorter than any
+# syllable, so this only removes non-speech.
 MIN_SPEECH_CODES = 2
 
 CACHE_BATCHES = 2  # decoded batches kept: the current one (+ one, e.g. an eval batch between train batches)

@@ -37,6 +37,7 @@ from stylegrpo.audio import SAMPLE_RATE, read_wav, write_wav
 from stylegrpo.errors import StyleGRPOError
 from stylegrpo.presets import MODEL_FIELDS, Preset
 from stylegrpo.styles import Catalog
+from stylegrpo.texts import read_text_lines
 from stylegrpo.tiny import is_tiny
 
 from .metrics import ADAPTER, BASE
@@ -105,18 +106,8 @@ class Unit:
 
 # -- texts ------------------------------------------------------------------------------------------
 def read_texts_file(path: str | os.PathLike[str]) -> list[str]:
-    """Non-empty stripped lines of a UTF-8 text file."""
-    p = Path(path)
-    try:
-        lines = p.read_text(encoding="utf-8-sig").splitlines()
-    except FileNotFoundError:
-        raise StyleGRPOError(f"--texts {p}: file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise StyleGRPOError(f"--texts {p}: cannot read: {e}") from None
-    texts = [line.strip() for line in lines if line.strip()]
-    if not texts:
-        raise StyleGRPOError(f"--texts {p}: no text lines (one text to speak per line)")
-    return texts
+    """Texts to speak, one per line (the library's reader, shared with `say --input-file`)."""
+    return read_text_lines(path, "--texts")
 
 
 def read_dataset_texts(dataset: str | os.PathLike[str]) -> list[str]:

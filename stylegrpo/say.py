@@ -14,6 +14,7 @@ from .outputs import atomic_output_dir, check_output_dir
 from .presets import add_model_arguments, preset_from_args, tune_cpu_threads
 from .styles import load_catalog
 from .styles_cli import add_styles_argument, print_table
+from .texts import read_text_lines
 
 DEFAULT_OUTPUT = "out.wav"  # single-text output when -o is not given
 DEFAULT_SEED = 0  # fixed by default so that running the same command twice gives the same audio
@@ -71,19 +72,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_styles_argument(parser)
 
 
-def _read_lines(path: str) -> list[str]:
-    try:
-        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
-    except FileNotFoundError:
-        raise StyleGRPOError(f"{path}: input file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise StyleGRPOError(f"{path}: cannot read input file: {e}") from None
-    texts = [line.strip() for line in lines if line.strip()]
-    if not texts:
-        raise StyleGRPOError(f"{path}: no text lines to speak (the file is empty)")
-    return texts
-
-
 def _check_args(args: argparse.Namespace) -> None:
     if args.text is not None and args.input_file:
         raise StyleGRPOError("give either a text or --input-file, not both")
@@ -129,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     _check_args(args)
     phrase = catalog.get(args.style).phrase if args.style else None  # unknown style -> error listing them
     preset = preset_from_args(args)
-    texts = [args.text.strip()] if args.text is not None else _read_lines(args.input_file)
+    texts = [args.text.strip()] if args.text is not None else read_text_lines(args.input_file, "--input-file")
     output = Path(args.output or DEFAULT_OUTPUT) if args.input_file is None else None
     if output is not None:
         if output.suffix.lower() != ".wav":

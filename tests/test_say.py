@@ -92,7 +92,10 @@ def test_list_styles(capsys):
         (["say", "Hi.", "--max-seconds", "0"], "--max-seconds must be positive"),
         (["say", "Hi.", "--adapter", "no-such-folder"], "not an adapter folder"),
         (["say", "Hi.", "-o", "out.mp3"], "must be a .wav"),
-        (["say", "--input-file", "missing.txt", "--output-dir", "o"], "input file not found"),
+        (
+            ["say", "--input-file", "missing.txt", "--output-dir", "o"],
+            "--input-file missing.txt: file not found",
+        ),
     ],
 )
 def test_user_errors_exit_2(argv, message, tmp_path, monkeypatch, capsys):

@@ -60,6 +60,22 @@ class Preset:
 
 MODEL_FIELDS: tuple[str, ...] = ("policy", "codec", "clap", "asr", "whisper")
 
+
+def _llasa(size: str, *, batch_size: int, description: str) -> Preset:
+    """A real preset: Llasa of this size with the default codec and judges."""
+    return Preset(
+        name=f"llasa-{size.lower()}",
+        policy=f"HKUSTAudio/Llasa-{size}",
+        codec=_CODEC,
+        clap=_CLAP,
+        asr=_ASR,
+        whisper=_WHISPER,
+        max_new_tokens=_REAL_MAX_NEW_TOKENS,
+        batch_size=batch_size,
+        description=description,
+    )
+
+
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(
         name="tiny",
@@ -73,36 +89,18 @@ PRESETS: dict[str, Preset] = {
         random_weights=True,
         description="offline twins of every model with random weights (CPU, seconds; sound is noise)",
     ),
-    "llasa-1b": Preset(
-        name="llasa-1b",
-        policy="HKUSTAudio/Llasa-1B",
-        codec=_CODEC,
-        clap=_CLAP,
-        asr=_ASR,
-        whisper=_WHISPER,
-        max_new_tokens=_REAL_MAX_NEW_TOKENS,
+    "llasa-1b": _llasa(
+        "1B",
         batch_size=8,  # 1B in bf16 with 8 x 2048 KV cache fits a 24 GB GPU
         description="Llasa-1B with the default judges (fits a 24 GB GPU for LoRA GRPO)",
     ),
-    "llasa-3b": Preset(
-        name="llasa-3b",
-        policy="HKUSTAudio/Llasa-3B",
-        codec=_CODEC,
-        clap=_CLAP,
-        asr=_ASR,
-        whisper=_WHISPER,
-        max_new_tokens=_REAL_MAX_NEW_TOKENS,
+    "llasa-3b": _llasa(
+        "3B",
         batch_size=4,  # 3B: a smaller generation batch keeps the KV cache within a 40 GB GPU
         description="Llasa-3B with the default judges",
     ),
-    "llasa-8b": Preset(
-        name="llasa-8b",
-        policy="HKUSTAudio/Llasa-8B",
-        codec=_CODEC,
-        clap=_CLAP,
-        asr=_ASR,
-        whisper=_WHISPER,
-        max_new_tokens=_REAL_MAX_NEW_TOKENS,
+    "llasa-8b": _llasa(
+        "8B",
         batch_size=2,  # 8B: 16 GB of bf16 weights; keep the KV cache small
         description="Llasa-8B with the default judges (80 GB-class GPU)",
     ),

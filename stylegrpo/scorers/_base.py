@@ -92,9 +92,16 @@ def order_by_length(wavs: Sequence[np.ndarray]) -> list[int]:
 class LazyScorer:
     """Base of the model-backed judges: nothing is loaded until the first call that needs the model."""
 
+    default_spec: str = ""  # each judge's default checkpoint (hub id), used when no spec is given
+
     def __init__(
-        self, spec: str, device: Any = "cpu", batch_size: int = DEFAULT_BATCH_SIZE, dtype: Any = None
+        self,
+        spec: str | None = None,
+        device: Any = "cpu",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        dtype: Any = None,
     ):
+        spec = self.default_spec if spec is None else spec
         if not isinstance(spec, str) or not spec.strip():
             raise ScorerError(f"{type(self).__name__}: model spec must be a hub id, a folder or tiny:KIND")
         self.spec = spec

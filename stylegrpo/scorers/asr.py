@@ -26,7 +26,6 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE
 from ._base import (
-    DEFAULT_BATCH_SIZE,
     LazyScorer,
     ScorerError,
     as_waveforms,
@@ -101,14 +100,11 @@ class ErrorRates:
 class AsrScorer(LazyScorer):
     """Transcribes 16 kHz clips in batches and scores them against reference texts."""
 
-    def __init__(
-        self,
-        spec: str = DEFAULT_ASR,
-        device: Any = "cpu",
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        dtype: Any = None,
-    ):
-        super().__init__(spec, device, batch_size, dtype)
+    default_spec = DEFAULT_ASR
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        spec = self.spec
         self.backend = "nemo" if spec.startswith(NEMO_PREFIX) else "transformers"
 
     # -- loading ---------------------------------------------------------------------------------

@@ -62,9 +62,11 @@ class ClapScorer(LazyScorer):
     soften (larger) or sharpen (smaller) the distribution: logits = cosine / temperature.
     """
 
+    default_spec = DEFAULT_CLAP
+
     def __init__(
         self,
-        spec: str = DEFAULT_CLAP,
+        spec: str | None = None,
         device: Any = "cpu",
         batch_size: int = DEFAULT_BATCH_SIZE,
         dtype: Any = None,

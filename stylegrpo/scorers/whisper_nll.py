@@ -18,7 +18,6 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE
 from ._base import (
-    DEFAULT_BATCH_SIZE,
     LazyScorer,
     ScorerError,
     as_waveforms,
@@ -38,14 +37,7 @@ PREFIX_TOKENS = (SOT, "<|en|>", "<|transcribe|>", "<|notimestamps|>")  # English
 class WhisperNllScorer(LazyScorer):
     """Mean per-token NLL (nats) of each reference text given its clip; lower is more intelligible."""
 
-    def __init__(
-        self,
-        spec: str = DEFAULT_WHISPER,
-        device: Any = "cpu",
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        dtype: Any = None,
-    ):
-        super().__init__(spec, device, batch_size, dtype)
+    default_spec = DEFAULT_WHISPER
 
     def _load(self, path: str) -> None:
         from transformers import WhisperForConditionalGeneration, WhisperProcessor

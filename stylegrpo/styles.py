@@ -6,16 +6,17 @@ and ``stylegrpo say`` (inference) both call it, so training and inference can ne
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .errors import StyleGRPOError
+from .errors import StyleGRPOError, quote
+from .yamlload import at, line_of, load_yaml
 
 STYLES_ENV = "STYLEGRPO_STYLES"  # environment variable naming a default catalog file
 STYLES_FILENAME = "styles.yaml"
@@ -32,6 +33,7 @@ TARGET_FIELDS: dict[str, tuple[str, float, float]] = {
 }
 
 _PLACEHOLDER_RE = re.compile(r"\{style\}|\{text\}")
+_ANY_PLACEHOLDER_RE = re.compile(r"\{(?:style|text|description)\}")  # the template's placeholders
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _TOP_KEYS = {"prompt", "styles"}
 _STYLE_KEYS = {"name", "phrase", "descriptions", "targets"}
@@ -40,6 +42,10 @@ _PROMPT_KEYS = {"user", "style", "assistant"}
 
 class CatalogError(StyleGRPOError, ValueError):
     """A problem in a styles file; the message names the file, the style and the field."""
+
+
+class PromptInputError(StyleGRPOError, ValueError):
+    """A text or description that could put a control token of the model into the prompt."""
 
 
 class UnknownStyleError(StyleGRPOError, KeyError):
@@ -64,11 +70,100 @@ class PromptTemplate:
 
         The last message is the assistant's opening, which the model continues (rendered with
         ``continue_final_message=True``). ``description`` None or empty gives Llasa's own prompt.
+
+        The prompt is ours: only the template puts control tokens (``<|TEXT_UNDERSTANDING_END|>``,
+        ``<|s_5|>``, ``<|eot_id|>``...) into it. Every control token of Llasa's tokenizer is written
+        ``<|...|>`` and matched by its exact string, so a text or description is REFUSED (never silently
+        changed) with :class:`PromptInputError` when it holds ``<|`` or ``|>``, also after the
+        normalisation a tokenizer may apply (NFKC: full-width ``＜｜``; dropped control, format and
+        combining characters: ``<`` + zero-width space + ``|``). And the ``<|...|>`` spans of the rendered
+        prompt must be exactly those the template gives for a neutral text, so no input can complete a
+        marker at its junction with the template (a text starting with ``|`` after a template's ``<``).
+        Every path (``build``, ``train``, ``say``, ``eval``) goes through here, so the rule is the same
+        everywhere; ``build`` already drops such lines while cleaning.
         """
+        for what, value in (("text", text), ("description", description)):
+            problem = control_marker_problem(value) if value else None
+            if problem:
+                raise PromptInputError(f"the {what} {problem}")
+        user = self._user(text, description)
+        neutral = self._user(_NEUTRAL_INPUT, _NEUTRAL_INPUT if description else None)
+        spans, expected = _control_spans(user), [m.group(0) for m in _control_spans(neutral)]
+        for k, span in enumerate(spans):
+            if k >= len(expected) or span.group(0) != expected[k]:
+                raise PromptInputError(
+                    "the text or description joins with the prompt template into a control-token marker "
+                    f"({_excerpt(span.string, span.start())}); remove the '<', '|' or '>' at its start or end"
+                )
+        if len(spans) != len(expected):
+            raise PromptInputError(
+                "the text or description breaks a control token of the prompt template "
+                f"({_excerpt(tokenizer_view(user), 0)}); remove the '<', '|' or '>' at its start or end"
+            )
+        return [{"role": "user", "content": user}, {"role": "assistant", "content": self.assistant}]
+
+    def _user(self, text: str, description: str | None) -> str:
         style = self.style.replace("{description}", description.strip()) if description else ""
         # One pass over the template, so braces inside the text or the description are never re-read.
-        user = _PLACEHOLDER_RE.sub(lambda m: {"{style}": style, "{text}": text}[m.group(0)], self.user)
-        return [{"role": "user", "content": user}, {"role": "assistant", "content": self.assistant}]
+        return _PLACEHOLDER_RE.sub(lambda m: {"{style}": style, "{text}": text}[m.group(0)], self.user)
+
+
+# The control tokens of Llasa's (Llama-3) tokenizer all open with "<|" and close with "|>".
+CONTROL_MARKERS = ("<|", "|>")
+# What a tokenizer's normaliser may drop: control (Cc), format (Cf: zero-width spaces, joiners, bidi marks)
+# and combining characters (Mn, Me: a StripAccents normaliser removes them).
+_DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Mn", "Me"})
+_CONTROL_SPAN_RE = re.compile(r"<\|.*?\|>", re.S)
+_NEUTRAL_INPUT = "x"  # stands for any harmless text when the template's own markers are found
+_EXCERPT_CHARS = 24  # characters shown on each side of an offending marker in a message
+
+
+def tokenizer_view(value: str) -> str:
+    """``value`` as a tokenizer's normaliser might see it: NFKC, without control, format and combining
+    characters. ASCII without control characters is returned as is (NFKC leaves it unchanged)."""
+    if value.isascii() and value.isprintable():
+        return value
+    value = unicodedata.normalize("NFKC", value)
+    return "".join(ch for ch in value if unicodedata.category(ch) not in _DROPPED_CATEGORIES)
+
+
+def control_marker_problem(value: str) -> str | None:
+    """Why ``value`` may not go into a prompt (it could form a control token), or None when it may.
+
+    The rule of :meth:`PromptTemplate.render`; readers of texts (``say --input-file``, ``eval --texts``)
+    and the catalog use it to name the file, line or field before any model loads.
+    """
+    if value.isascii() and "|" not in value:
+        return None  # fast path: no marker without '|', and NFKC leaves ASCII alone
+    for marker in CONTROL_MARKERS:
+        at = value.find(marker)
+        if at >= 0:
+            return (
+                f"holds {marker!r} ({_excerpt(value, at)}), which could form a control token of the model "
+                "(like <|TEXT_UNDERSTANDING_END|>); remove it"
+            )
+    view = tokenizer_view(value)
+    for marker in CONTROL_MARKERS:
+        at = view.find(marker)
+        if at >= 0:
+            return (
+                f"holds characters that a tokenizer may read as {marker!r} (normalised it reads "
+                f"{_excerpt(view, at)}: full-width or other look-alike forms, or invisible characters between "
+                "them), which could form a control token of the model; remove them"
+            )
+    return None
+
+
+def _control_spans(value: str) -> list[re.Match[str]]:
+    """The ``<|...|>`` spans of ``value`` as a tokenizer's normaliser might see it."""
+    return list(_CONTROL_SPAN_RE.finditer(tokenizer_view(value)))
+
+
+def _excerpt(value: str, at: int) -> str:
+    """A short, one-line quote of ``value`` around position ``at``."""
+    lo, hi = max(0, at - _EXCERPT_CHARS), at + _EXCERPT_CHARS
+    piece = value[lo:hi]
+    return repr(("..." if lo > 0 else "") + piece + ("..." if hi < len(value) else ""))
 
 
 @dataclass(frozen=True)
@@ -84,6 +179,20 @@ class Catalog:
     styles: tuple[Style, ...]
     template: PromptTemplate = PromptTemplate()
     path: Path | None = None
+
+    def __post_init__(self) -> None:
+        """The prompt rule of :meth:`PromptTemplate.render` for every phrase and description, at load time
+        (so ``stylegrpo styles --check`` finds them, not the first prompt that uses them)."""
+        for i, style in enumerate(self.styles):
+            fields = [("phrase", "", style.phrase)]
+            fields += [("descriptions", f" item {j + 1}", d) for j, d in enumerate(style.descriptions)]
+            for name, item, value in fields:
+                try:
+                    self.template.render(_NEUTRAL_INPUT, value)
+                except PromptInputError as e:
+                    raise CatalogError(
+                        f"{self.path or '<styles>'}: style #{i + 1} {style.name!r}: field {name!r}{item}: {e}"
+                    ) from None
 
     @property
     def names(self) -> list[str]:
@@ -103,7 +212,7 @@ class Catalog:
             if s.name == name:
                 return s
         where = f" in {self.path}" if self.path else ""
-        raise UnknownStyleError(f"unknown style {name!r}{where}; known styles: {', '.join(self.names)}")
+        raise UnknownStyleError(f"unknown style {quote(name)}{where}; known styles: {', '.join(self.names)}")
 
     def prompt(self, text: str, style: str | None = None) -> list[dict[str, str]]:
         """The inference prompt for ``text`` in the style named ``style`` (its ``phrase``), or none."""
@@ -134,112 +243,140 @@ def load_catalog(path: str | os.PathLike[str] | None = None) -> Catalog:
 
 
 def parse_catalog(text: str, path: Path | str = "<styles>") -> Catalog:
+    """Validate a catalog's text; every problem raises CatalogError naming ``path:line``, style and field."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e)
-        context, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
-        if context and cmark is not None and (mark is None or cmark.line != mark.line):
-            # e.g. an unclosed '[' is only noticed at the end of the file: point at where it opened too
-            problem += f" ({context} at line {cmark.line + 1})"
-        raise CatalogError(f"{path}{where}: invalid YAML: {problem}") from None
+    data = load_yaml(text, path, CatalogError)
     if not isinstance(data, dict):
-        raise CatalogError(f"{path}: expected a mapping with a 'styles' list at the top level")
-    _check_keys(data, _TOP_KEYS, f"{path}: top level")
-    template = _parse_template(data.get("prompt"), path)
+        raise CatalogError(
+            f"{at(path, line_of(data))}: expected a mapping with a 'styles' list at the top level"
+        )
+    _check_keys(data, _TOP_KEYS, path, "top level")
+    template = _parse_template(data.get("prompt"), path, line_of(data, "prompt"))
     raw_styles = data.get("styles")
     if not isinstance(raw_styles, list) or not raw_styles:
-        raise CatalogError(f"{path}: 'styles' must be a non-empty list of styles")
+        raise CatalogError(
+            f"{at(path, line_of(data, 'styles'))}: 'styles' must be a non-empty list of styles"
+        )
     styles: list[Style] = []
     seen: dict[str, int] = {}
     for i, raw in enumerate(raw_styles):
-        style = _parse_style(raw, i, path)
+        style = _parse_style(raw, i, path, line_of(raw_styles, i))
         if style.name in seen:
             raise CatalogError(
-                f"{path}: style #{i + 1} {style.name!r}: duplicate name (also style #{seen[style.name] + 1})"
+                f"{at(path, line_of(raw, 'name'))}: style #{i + 1} {quote(style.name)}: duplicate name "
+                f"(also style #{seen[style.name] + 1})"
             )
         seen[style.name] = i
         styles.append(style)
     return Catalog(tuple(styles), template, path)
 
 
-def _check_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(map(str, data)) - allowed)
+def _check_keys(data: Mapping[Any, Any], allowed: set[str], path: Path, where: str) -> None:
+    unknown = [k for k in data if k not in allowed]
     if unknown:
+        shown = ", ".join(k if isinstance(k, str) and _NAME_RE.match(k) else quote(k) for k in unknown[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
         raise CatalogError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+            f"{at(path, line_of(data, unknown[0]))}: {where}: unknown key(s) {shown}{more}; "
+            f"allowed: {', '.join(sorted(allowed))}"
         )
 
 
-def _parse_template(raw: Any, path: Path) -> PromptTemplate:
+def _parse_template(raw: Any, path: Path, line: int) -> PromptTemplate:
     if raw is None:
         return PromptTemplate()
     if not isinstance(raw, dict):
-        raise CatalogError(f"{path}: 'prompt' must be a mapping with keys user, style, assistant")
-    _check_keys(raw, _PROMPT_KEYS, f"{path}: prompt")
+        raise CatalogError(f"{at(path, line)}: 'prompt' must be a mapping with keys user, style, assistant")
+    _check_keys(raw, _PROMPT_KEYS, path, "prompt")
     for key, value in raw.items():
         if not isinstance(value, str):
-            raise CatalogError(f"{path}: prompt.{key} must be a string")
+            raise CatalogError(f"{at(path, line_of(raw, key))}: prompt.{key} must be a string")
     template = PromptTemplate(**raw)
     if "{text}" not in template.user:
-        raise CatalogError(f"{path}: prompt.user must contain {{text}} (where the words to speak go)")
+        raise CatalogError(
+            f"{at(path, line_of(raw, 'user'))}: prompt.user must contain {{text}} (where the words to speak go)"
+        )
     if "{style}" not in template.user:
-        raise CatalogError(f"{path}: prompt.user must contain {{style}} (where the style description goes)")
+        raise CatalogError(
+            f"{at(path, line_of(raw, 'user'))}: prompt.user must contain {{style}} "
+            "(where the style description goes)"
+        )
     if "{description}" not in template.style:
-        raise CatalogError(f"{path}: prompt.style must contain {{description}}")
+        raise CatalogError(f"{at(path, line_of(raw, 'style'))}: prompt.style must contain {{description}}")
     return template
 
 
-def _parse_style(raw: Any, index: int, path: Path) -> Style:
-    where = f"{path}: style #{index + 1}"
+def _check_no_placeholder(value: str, where: str) -> None:
+    found = _ANY_PLACEHOLDER_RE.search(value)
+    if found:
+        raise CatalogError(
+            f"{where} holds the placeholder {found.group(0)}, which only the prompt template may use; "
+            "remove it (write the style in plain words)"
+        )
+
+
+def _parse_style(raw: Any, index: int, path: Path, line: int) -> Style:
+    label = f"style #{index + 1}"
     if not isinstance(raw, dict):
-        raise CatalogError(f"{where}: each style must be a mapping with name, phrase, descriptions")
+        raise CatalogError(
+            f"{at(path, line)}: {label}: each style must be a mapping with name, phrase, descriptions"
+        )
     name = raw.get("name")
     if isinstance(name, str):
-        where = f"{path}: style #{index + 1} {name!r}"
-    _check_keys(raw, _STYLE_KEYS, where)
+        label = f"style #{index + 1} {quote(name)}"
+    _check_keys(raw, _STYLE_KEYS, path, label)
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise CatalogError(
-            f"{where}: field 'name' must be lower-case letters, digits, '_' or '-' (got {name!r})"
+            f"{at(path, line_of(raw, 'name'))}: {label}: field 'name' must be lower-case letters, digits, "
+            f"'_' or '-' (got {quote(name)})"
         )
     phrase = raw.get("phrase")
     if not isinstance(phrase, str) or not phrase.strip():
-        raise CatalogError(f"{where}: field 'phrase' must be a non-empty string")
+        raise CatalogError(
+            f"{at(path, line_of(raw, 'phrase'))}: {label}: field 'phrase' must be a non-empty string"
+        )
+    _check_no_placeholder(phrase, f"{at(path, line_of(raw, 'phrase'))}: {label}: field 'phrase'")
     descs = raw.get("descriptions")
     if not isinstance(descs, list) or not descs:
-        raise CatalogError(f"{where}: field 'descriptions' must be a non-empty list of strings")
+        raise CatalogError(
+            f"{at(path, line_of(raw, 'descriptions'))}: {label}: field 'descriptions' must be a non-empty "
+            "list of strings"
+        )
     for j, d in enumerate(descs):
+        where = f"{at(path, line_of(descs, j))}: {label}: field 'descriptions' item {j + 1}"
         if not isinstance(d, str) or not d.strip():
-            raise CatalogError(f"{where}: field 'descriptions' item {j + 1} is empty or not a string")
-    targets = _parse_targets(raw.get("targets"), where)
+            raise CatalogError(f"{where} is empty or not a string")
+        _check_no_placeholder(d, where)
+    targets = _parse_targets(raw.get("targets"), path, label, line_of(raw, "targets"))
     return Style(name, phrase.strip(), tuple(d.strip() for d in descs), targets)
 
 
-def _parse_targets(raw: Any, where: str) -> dict[str, tuple[float, float]]:
+def _parse_targets(raw: Any, path: Path, label: str, line: int) -> dict[str, tuple[float, float]]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise CatalogError(f"{where}: field 'targets' must be a mapping of target name to [min, max]")
-    _check_keys(raw, set(TARGET_FIELDS), f"{where}: targets")
+        raise CatalogError(
+            f"{at(path, line)}: {label}: field 'targets' must be a mapping of target name to [min, max]"
+        )
+    _check_keys(raw, set(TARGET_FIELDS), path, f"{label}: targets")
     out: dict[str, tuple[float, float]] = {}
     for key, value in raw.items():
         unit, lo_ok, hi_ok = TARGET_FIELDS[key]
+        where = f"{at(path, line_of(raw, key))}: {label}: targets.{key}"
         if (
             not isinstance(value, list)
             or len(value) != 2
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
         ):
-            raise CatalogError(f"{where}: targets.{key} must be [min, max] numbers ({unit}), got {value!r}")
+            raise CatalogError(f"{where} must be [min, max] numbers ({unit}), got {quote(value)}")
         lo, hi = float(value[0]), float(value[1])
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise CatalogError(f"{where}: [{lo:g}, {hi:g}] must be finite numbers ({unit}), not nan or inf")
         if lo > hi:
-            raise CatalogError(f"{where}: targets.{key}: min {lo:g} is above max {hi:g}")
+            raise CatalogError(f"{where}: min {lo:g} is above max {hi:g}")
         if lo < lo_ok or hi > hi_ok:
             raise CatalogError(
-                f"{where}: targets.{key}: [{lo:g}, {hi:g}] is outside the possible range "
-                f"[{lo_ok:g}, {hi_ok:g}] {unit}"
+                f"{where}: [{lo:g}, {hi:g}] is outside the possible range [{lo_ok:g}, {hi_ok:g}] {unit}"
             )
         out[key] = (lo, hi)
     return out

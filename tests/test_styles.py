@@ -168,9 +168,90 @@ def test_styles_check_exit_codes(tmp_path, capsys, repo_styles):
     bad = write(tmp_path, GOOD.replace("name: child", "name: whispering"), "bad.yaml")
     assert main(["styles", "--check", "--styles", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"stylegrpo styles: error: {bad}: style #2 'whispering': duplicate name")
+    line = _line_of(GOOD, "name: child")
+    assert err.startswith(f"stylegrpo styles: error: {bad}:{line}: style #2 'whispering': duplicate name")
     assert main(["styles", "--check", "--styles", str(tmp_path / "missing.yaml")]) == 2
     assert "styles file not found" in capsys.readouterr().err
     assert main(["styles", "--styles", str(repo_styles.path)]) == 0
     table = capsys.readouterr().out
     assert "whispering" in table and "robotic" in table
+
+
+# --- line numbers, bounded YAML, values that would poison training (issue 9) ---------------------------
+
+
+def test_semantic_errors_name_their_line(tmp_path):
+    """The line of the offending key or item, as the README promises (`styles.yaml:42: style #3 ...`)."""
+    text = GOOD.replace("      - someone whispering softly", "      - '  '")
+    msg = error(tmp_path, text)
+    line = _line_of(text, "- '  '")
+    assert f"styles.yaml:{line}: style #1 'whispering': field 'descriptions' item 2 is empty" in msg
+    text = GOOD.replace("[-45, -25]", "[-25, -45]")
+    assert f"styles.yaml:{_line_of(text, 'loudness_dbfs')}: style #1 'whispering': targets.loudness_dbfs" in (
+        error(tmp_path, text)
+    )
+    text = GOOD.replace("name: child", "name: Child")
+    assert f"styles.yaml:{_line_of(text, 'name: Child')}: style #2 'Child': field 'name'" in error(
+        tmp_path, text
+    )
+    text = GOOD.replace("    phrase: a man whispering", "    phrase: a man whispering\n    colour: red")
+    assert f"styles.yaml:{_line_of(text, 'colour')}: style #1 'whispering': unknown key(s) colour" in (
+        error(tmp_path, text)
+    )
+    text = GOOD.replace("descriptions: [a young child speaking]", "descriptions: []")
+    assert f"styles.yaml:{_line_of(text, 'descriptions: []')}: style #2 'child'" in error(tmp_path, text)
+
+
+def _bomb(levels: int = 9) -> str:
+    lines = ["laughs:", "  - &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"  - &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("where", ["name", "targets"])
+def test_alias_bomb_is_refused_at_once_with_a_short_message(tmp_path, capsys, where):
+    """Billion laughs: 9 aliases of 9 aliases... MemoryError after 28 s before; now refused after parsing."""
+    body = GOOD.replace("name: child", "name: *l8") if where == "name" else GOOD.replace("[-45, -25]", "*l8")
+    p = write(tmp_path, "x-laughs: &top\n" + _bomb().replace("laughs:\n", "") + body)
+    # the bomb is hidden in an unknown key and used by a field: refused before any field is looked at
+    rc = main(["styles", "--check", "--styles", str(p)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and len(err) < 400, err
+    assert f"{p}:" in err and "aliases (*name) expand to" in err and "write the values out" in err
+
+
+def test_small_aliases_are_fine_and_recursive_ones_are_refused(tmp_path):
+    text = GOOD.replace("[-45, -25]", "&quiet [-45, -25]").replace(
+        "    descriptions: [a young child speaking]",
+        "    descriptions: [a young child speaking]\n    targets: {loudness_dbfs: *quiet}",
+    )
+    assert load_catalog(write(tmp_path, text)).get("child").targets == {"loudness_dbfs": (-45.0, -25.0)}
+    msg = error(tmp_path, GOOD.replace("descriptions: [a young child speaking]", "descriptions: &d [*d]"))
+    assert "refers to the value that contains it" in msg
+
+
+def test_long_values_are_quoted_short(tmp_path):
+    msg = error(tmp_path, GOOD.replace("name: child", "name: " + "X" * 100_000))
+    assert "field 'name' must be lower-case" in msg and len(msg) < 500
+    msg = error(tmp_path, GOOD.replace("[-45, -25]", "[" + ", ".join(["1"] * 10_000) + "]"))
+    assert "targets.loudness_dbfs must be [min, max] numbers" in msg and len(msg) < 500
+
+
+@pytest.mark.parametrize("bad", [".nan", ".inf", "-.inf", ".NaN"])
+def test_nan_and_inf_targets_are_refused(tmp_path, bad):
+    """A NaN bound passed every comparison, and then every clip scored NaN."""
+    msg = error(tmp_path, GOOD.replace("[-45, -25]", f"[{bad}, -25]"))
+    assert "targets.loudness_dbfs: [" in msg and "must be finite numbers (dBFS), not nan or inf" in msg
+
+
+@pytest.mark.parametrize("placeholder", ["{text}", "{style}", "{description}"])
+def test_placeholders_in_phrases_and_descriptions_are_refused(tmp_path, placeholder):
+    text = GOOD.replace("phrase: a man whispering", f"phrase: 'a man whispering {placeholder}'")
+    msg = error(tmp_path, text)
+    assert f"styles.yaml:{_line_of(text, 'phrase:')}: style #1 'whispering': field 'phrase' holds" in msg
+    assert placeholder in msg and "only the prompt template may use" in msg
+    text = GOOD.replace("      - someone whispering softly", f"      - 'someone {placeholder} softly'")
+    msg = error(tmp_path, text)
+    assert f"field 'descriptions' item 2 holds the placeholder {placeholder}" in msg
+    # other braces are just text
+    assert load_catalog(write(tmp_path, GOOD.replace("a man whispering\n", "a man {quietly} whispering\n")))

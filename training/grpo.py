@@ -101,6 +101,20 @@ class ScriptArguments:
         default=50, metadata={"help": "save a few decoded samples per style every N steps (0: never)"}
     )
     samples_per_style: int = field(default=2, metadata={"help": "samples kept per style each time"})
+    overlong_prompts: str = field(
+        default="drop",
+        metadata={
+            "help": "prompts whose text cannot be spoken within max_completion_length at the style's slowest "
+            "rate: drop (default), refuse (error) or keep; train reports the counts per style either way"
+        },
+    )
+    judge_dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "dtype of the ASR (Parakeet) and Whisper NLL judges: auto (each judge's measured default), "
+            "float32 or bfloat16; CLAP always runs fp32"
+        },
+    )
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -132,20 +146,25 @@ def resolve_resume(value: str | bool | None, output_dir: Path) -> str | None:
 
 
 def prepare_output_dir(output_dir: str | None, *, resume: str | None, overwrite: bool, is_main: bool) -> Path:
-    """Refuse a non-empty output folder unless resuming or --overwrite (which clears it)."""
-    from stylegrpo.outputs import check_output_dir
+    """Refuse a non-empty output folder unless resuming or --overwrite (which clears it, if stylegrpo wrote it).
+
+    The folder is marked as ours before anything is written into it (checkpoints come progressively), so
+    a later --overwrite may clear it, and a corpus walk skips it.
+    """
+    from stylegrpo.outputs import check_output_dir, clear_output_dir, write_mark
 
     if not output_dir:
         raise StyleGRPOError("no output folder: set output_dir in the recipe or pass --output-dir DIR")
     out = Path(output_dir)
     if resume is None:
-        check_output_dir(out, overwrite)  # raises unless empty, missing or --overwrite
+        # raises unless empty, missing, or --overwrite of a folder carrying stylegrpo's mark
+        check_output_dir(out, overwrite, option="--output-dir")
         if overwrite and is_main and out.is_dir() and any(out.iterdir()):
             log.warning("--overwrite: clearing %s", out)
-            for child in out.iterdir():
-                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+            clear_output_dir(out, "train")
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
+        write_mark(out, "train")
     return out
 
 
@@ -261,6 +280,7 @@ def build_trainer(
     from stylegrpo.styles import load_catalog
 
     from .callbacks import AudioSamplesCallback, StyleMetricsCallback
+    from .checks import apply_overlong_rule, check_vllm_sampling
     from .rewards import (
         AudioCache,
         GuardSettings,
@@ -285,6 +305,7 @@ def build_trainer(
             f"reward_weights has {len(weights)} values for {len(names)} rewards ({', '.join(names)}): give one each"
         )
 
+    check_vllm_sampling(training_args, script_args.speech_only_sampling)
     report_to = training_args.report_to or []
     if "tensorboard" in report_to and importlib.util.find_spec("tensorboard") is None:
         raise StyleGRPOError(
@@ -293,6 +314,9 @@ def build_trainer(
         )
     train = load_prompt_dataset(
         script_args.dataset_path, script_args.dataset_train_split, catalog, script_args.max_train_samples
+    )
+    train = apply_overlong_rule(
+        train, catalog, training_args.max_completion_length, script_args.overlong_prompts
     )
     out = Path(training_args.output_dir) if training_args.output_dir else None
     resume = resolve_resume(training_args.resume_from_checkpoint, out) if out else None

@@ -17,12 +17,20 @@ import numpy as np
 import pyarrow as pa
 
 from stylegrpo.errors import StyleGRPOError
-from stylegrpo.outputs import atomic_output_dir, check_output_dir
+from stylegrpo.outputs import MARK_NAME, atomic_output_dir, check_output_dir
 from stylegrpo.styles import Catalog, Style, load_catalog
 
 from . import card, cleaning, pairing, writer
 from .cleaning import CODE_REASON, DUPLICATE, KEEP, CleanOptions, HashSet64
-from .corpora import RawBatch, Reader, ReadOptions, SourceReport, default_corpus_path, resolve_sources
+from .corpora import (
+    HF_PREFIX,
+    RawBatch,
+    Reader,
+    ReadOptions,
+    SourceReport,
+    default_corpus_path,
+    resolve_sources,
+)
 from .prompts import PromptRenderer
 from .stats import SplitStats
 from .writer import BackgroundWrites, SplitWriter, make_table
@@ -234,6 +242,14 @@ class _SplitSink:
         self.writer.close()
 
 
+def build_inputs(config: BuildConfig, catalog: Catalog) -> list[tuple[str, str | None]]:
+    """What this build reads, for the rule that its output is none of them (nor inside or around one)."""
+    corpora = config.corpora or [str(default_corpus_path())]
+    inputs: list[tuple[str, str | None]] = [("--corpus", c) for c in corpora if not c.startswith(HF_PREFIX)]
+    inputs.append(("--styles", str(catalog.path) if catalog.path is not None else config.styles))
+    return inputs
+
+
 def build_dataset(config: BuildConfig) -> BuildResult:
     """Read, clean, de-duplicate, split by text, pair with styles, write parquet + card atomically."""
     start = time.perf_counter()
@@ -246,7 +262,8 @@ def build_dataset(config: BuildConfig) -> BuildResult:
             raise StyleGRPOError(f"unknown pairing {mode!r}; choose one of {', '.join(pairing.PAIRINGS)}")
     if config.max_texts is not None and config.max_texts < 1:
         raise StyleGRPOError("--max-texts must be at least 1")
-    check_output_dir(config.out, config.overwrite)  # fail before reading anything
+    inputs = build_inputs(config, catalog)
+    check_output_dir(config.out, config.overwrite, inputs=inputs, option="--out")  # fail before reading
     if config.corpora:
         sources = resolve_sources(config.corpora)
     else:
@@ -262,7 +279,7 @@ def build_dataset(config: BuildConfig) -> BuildResult:
     disable = None if config.progress is None else not config.progress
     with tqdm(total=total_bytes or None, unit="B", unit_scale=True, desc="reading", disable=disable) as bar:
         reader = Reader(sources, config.read, advance=bar.update)
-        with atomic_output_dir(config.out, config.overwrite) as tmp:
+        with atomic_output_dir(config.out, config.overwrite, command="build", inputs=inputs) as tmp:
             result = _build_into(tmp, config, styles, renderer, reader, test_size)
             card.write_card(tmp, config, catalog, result)
     result.out = Path(config.out)
@@ -419,7 +436,11 @@ def push_to_hub(out: Path, repo: str, private: bool = False) -> str:
         api = HfApi()
         api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
         info = api.upload_folder(
-            folder_path=str(out), repo_id=repo, repo_type="dataset", commit_message="stylegrpo build"
+            folder_path=str(out),
+            repo_id=repo,
+            repo_type="dataset",
+            commit_message="stylegrpo build",
+            ignore_patterns=[MARK_NAME],  # the local ownership mark is not part of the dataset
         )
     except Exception as e:  # noqa: BLE001 - offline, auth and HTTP errors all end here with their message
         raise StyleGRPOError(

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from stylegrpo.errors import StyleGRPOError
+from stylegrpo.outputs import is_marked
 
 from . import segment
 
@@ -132,6 +133,9 @@ def _resolve_one(spec: str) -> list[Source]:
         for root, dirs, files in os.walk(p):
             rootp = Path(root)
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for d in [d for d in dirs if is_marked(rootp / d)]:  # our own outputs are never a source
+                log.info("%s: skipped (a folder written by stylegrpo, not a corpus)", rootp / d)
+                dirs.remove(d)
             for d in list(dirs):
                 if _is_saved_dataset(rootp / d):
                     found.append(Source("hf_disk", str(rootp / d), str(rootp / d)))

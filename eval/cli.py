@@ -7,8 +7,9 @@ from pathlib import Path
 
 from stylegrpo.audio import CODEC_TOKENS_PER_SECOND
 from stylegrpo.errors import StyleGRPOError
+from stylegrpo.outputs import check_not_input, output_lock
 from stylegrpo.presets import MODEL_FIELDS, add_model_arguments, preset_from_args
-from stylegrpo.styles import load_catalog
+from stylegrpo.styles import default_styles_path, load_catalog
 from stylegrpo.styles_cli import add_styles_argument
 
 from .run import DEFAULT_N_PER_STYLE, DEFAULT_SEED
@@ -87,6 +88,15 @@ def run(args: argparse.Namespace) -> int:
     from .report import TINY_WARNING
     from .run import EvalSettings, read_dataset_texts, read_texts_file, run_eval, select_texts
 
+    inputs = [
+        ("--dataset", args.dataset),
+        ("--texts", args.texts),
+        ("--adapter", args.adapter),
+        ("--training-dir", args.training_dir),
+        ("--styles", args.styles or default_styles_path()),
+        *((f"--{f}", getattr(args, f, None)) for f in MODEL_FIELDS),
+    ]
+    check_not_input(args.out, inputs, option="--out")  # before reading or loading anything
     if args.dataset:
         texts, source = read_dataset_texts(args.dataset), f"the test split of {args.dataset}"
     elif args.texts:
@@ -119,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
         training_dir=Path(args.training_dir) if args.training_dir else None,
         styles=[s.strip() for s in args.only_styles.split(",") if s.strip()] if args.only_styles else [],
     )
-    result = run_eval(settings)
+    with output_lock(settings.out):  # a second eval into the same --out is refused while this one runs
+        result = run_eval(settings)
     rows, flags = result.metrics["rows"], result.metrics["flags"]
     print(
         f"{'resumed' if result.resumed else 'new'} eval: {result.synthesized} clips synthesized, "

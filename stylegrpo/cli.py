@@ -8,9 +8,13 @@ folders (data_builder, training, eval) are named here by string only: the librar
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 from . import __version__
 from .errors import StyleGRPOError
@@ -40,6 +44,32 @@ def _parser(command: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C: every ``finally``/``except BaseException`` clean-up runs (temp folders go)."""
+
+
+SIGTERM_EXIT = 128 + signal.SIGTERM  # 143: the shell's code for "killed by SIGTERM"
+INTERRUPT_EXIT = 128 + signal.SIGINT  # 130: Ctrl-C
+
+
+def _raise_terminated(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not break the clean-up itself
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM raises ``Terminated`` (a KeyboardInterrupt) in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
@@ -51,13 +81,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
-        return int(module.run(args) or 0)
+        with sigterm_as_interrupt():
+            return int(module.run(args) or 0)
     except StyleGRPOError as e:
         print(f"stylegrpo {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"stylegrpo {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return SIGTERM_EXIT
     except KeyboardInterrupt:
         print(f"stylegrpo {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPT_EXIT
 
 
 if __name__ == "__main__":

@@ -304,8 +304,17 @@ def test_existing_output_folder(tmp_path, capsys):
     assert cli("--corpus", str(f), "--out", str(out)) == 2
     assert "output folder exists and is not empty; pass --overwrite" in capsys.readouterr().err
     assert (out / "keep.txt").exists()
-    assert cli("--corpus", str(f), "--out", str(out), "--overwrite", "--test-size", "0") == 0
-    assert not (out / "keep.txt").exists() and texts(out) == SENTENCES
+    assert cli("--corpus", str(f), "--out", str(out), "--overwrite", "--test-size", "0") == 2
+    err = capsys.readouterr().err
+    assert "not written by stylegrpo" in err and "refusing to replace it" in err  # not ours
+    assert (out / "keep.txt").read_text() == "mine"
+    out2 = tmp_path / "o2"
+    assert cli("--corpus", str(f), "--out", str(out2), "--test-size", "0") == 0
+    (out2 / "keep.txt").write_text("added later")
+    assert (
+        cli("--corpus", str(f), "--out", str(out2), "--overwrite", "--test-size", "0") == 0
+    )  # ours: replaced
+    assert not (out2 / "keep.txt").exists() and texts(out2) == SENTENCES
 
 
 # --- splits, pairing, determinism --------------------------------------------------------------------

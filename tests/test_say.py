@@ -8,6 +8,7 @@ import soundfile as sf
 
 from stylegrpo.audio import SAMPLE_RATE
 from stylegrpo.cli import main
+from stylegrpo.outputs import MARK_NAME
 
 FAST = ["--preset", "tiny", "--device", "cpu", "--max-seconds", "0.6"]  # 31 tokens at most: seconds on CPU
 
@@ -54,7 +55,8 @@ def test_batch_mode_writes_one_wav_per_line_and_metadata(tmp_path, capsys):
         "2",
     ]
     assert main([*argv, *FAST]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["0001.wav", "0002.wav", "0003.wav", "metadata.csv"]
+    names = ["0001.wav", "0002.wav", "0003.wav", "metadata.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [MARK_NAME, *names]  # the folder says who wrote it
     with open(out / "metadata.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert [r["text"] for r in rows] == ["First line to speak.", "Second line.", "Third, and last."]

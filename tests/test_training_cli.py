@@ -150,6 +150,7 @@ def test_cli_errors_exit_2_with_the_command_to_run(tmp_path, capsys):
 
 
 def test_output_dir_is_refused_unless_overwrite_or_resume(tmp_path):
+    from stylegrpo.outputs import MARK_NAME
     from training.grpo import prepare_output_dir, resolve_resume
 
     out = tmp_path / "run"
@@ -157,8 +158,12 @@ def test_output_dir_is_refused_unless_overwrite_or_resume(tmp_path):
     (out / "something.txt").write_text("old")
     with pytest.raises(StyleGRPOError, match="--overwrite"):
         prepare_output_dir(str(out), resume=None, overwrite=False, is_main=True)
+    with pytest.raises(StyleGRPOError, match="not written by stylegrpo"):  # not ours: never cleared
+        prepare_output_dir(str(out), resume=None, overwrite=True, is_main=True)
+    assert (out / "something.txt").read_text() == "old"
+    (out / MARK_NAME).write_text("{}")  # as if an earlier `stylegrpo train` had written the folder
     prepare_output_dir(str(out), resume=None, overwrite=True, is_main=True)
-    assert out.is_dir() and not any(out.iterdir())  # --overwrite starts afresh
+    assert out.is_dir() and [p.name for p in out.iterdir()] == [MARK_NAME]  # --overwrite starts afresh
     with pytest.raises(StyleGRPOError, match="no checkpoint"):
         resolve_resume("true", out)
     (out / "checkpoint-3").mkdir()

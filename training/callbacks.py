@@ -204,7 +204,7 @@ class AudioSamplesCallback(TrainerCallback):
             return None
         folder = self.output_dir / SAMPLES_DIRNAME / f"step-{step:05d}"
         writer = self._tensorboard()
-        with atomic_output_dir(folder, overwrite=True) as tmp:
+        with atomic_output_dir(folder, overwrite=True, command="train") as tmp:
             for style, kept in sorted(self.recent.items()):
                 for k, sample in enumerate(reversed(kept)):  # _0 is the newest
                     write_wav(tmp / f"{style}_{k}.wav", sample.wav)

@@ -35,6 +35,7 @@ import numpy as np
 from stylegrpo import __version__
 from stylegrpo.audio import SAMPLE_RATE, read_wav, write_wav
 from stylegrpo.errors import StyleGRPOError
+from stylegrpo.outputs import check_output_dir, is_marked, sweep_stale, write_mark
 from stylegrpo.presets import MODEL_FIELDS, Preset
 from stylegrpo.styles import Catalog
 from stylegrpo.texts import read_text_lines
@@ -220,8 +221,10 @@ def prepare_out_dir(out: Path, ident: dict, overwrite: bool) -> bool:
     if out.exists() and not out.is_dir():
         raise StyleGRPOError(f"--out {out}: exists and is not a folder; choose another output path")
     cfg = out / CONFIG_NAME
+    sweep_stale(out)  # .NAME.old-PID folders of an --overwrite that was killed
     if out.is_dir() and any(out.iterdir()):
         if overwrite:
+            check_output_dir(out, overwrite=True, option="--out")  # refuses a folder stylegrpo did not write
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
             out.rename(old)
             shutil.rmtree(old, ignore_errors=True)
@@ -229,7 +232,7 @@ def prepare_out_dir(out: Path, ident: dict, overwrite: bool) -> bool:
         elif not cfg.is_file():
             raise StyleGRPOError(
                 f"--out {out}: folder exists, is not empty and is not a stylegrpo eval folder (no {CONFIG_NAME}); "
-                "choose another --out or pass --overwrite"
+                + ("choose another --out or pass --overwrite" if is_marked(out) else "choose another --out")
             )
         else:
             try:
@@ -242,8 +245,10 @@ def prepare_out_dir(out: Path, ident: dict, overwrite: bool) -> bool:
                     f"--out {out}: holds an eval with different settings ({', '.join(diff)}); pass --overwrite "
                     "to start over, or choose another --out"
                 )
+            write_mark(out, "eval")  # an eval folder of an earlier version: it is ours
             return True
     out.mkdir(parents=True, exist_ok=True)
+    write_mark(out, "eval")  # --overwrite may replace it later: it is ours
     write_json(cfg, {"identity": ident, "stylegrpo_version": __version__})
     return False
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from .audio import CODEC_TOKENS_PER_SECOND, write_wav
 from .errors import StyleGRPOError
 from .llasa import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
-from .outputs import atomic_output_dir, check_output_dir
+from .outputs import atomic_output_dir, check_not_input, check_output_dir, check_output_wav, output_lock
 from .presets import add_model_arguments, preset_from_args, tune_cpu_threads
 from .styles import load_catalog
 from .styles_cli import add_styles_argument, print_table
@@ -110,6 +110,13 @@ def _write_wav_atomic(path: Path, wav) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.input_file and args.output_dir and not args.list_styles:
+        with output_lock(args.output_dir):  # a second `say` into the same folder is refused before it starts
+            return _run(args)
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     catalog = load_catalog(args.styles)
     if args.list_styles:
         print_table(catalog)
@@ -119,15 +126,20 @@ def run(args: argparse.Namespace) -> int:
     preset = preset_from_args(args)
     texts = [args.text.strip()] if args.text is not None else read_text_lines(args.input_file, "--input-file")
     output = Path(args.output or DEFAULT_OUTPUT) if args.input_file is None else None
-    if output is not None:
+    inputs = [
+        ("--input-file", args.input_file),
+        ("--adapter", args.adapter),
+        ("--styles", catalog.path),
+        ("--policy", args.policy),
+        ("--codec", args.codec),
+    ]
+    if output is not None:  # all checked before loading any model
         if output.suffix.lower() != ".wav":
             raise StyleGRPOError(f"{output}: the output must be a .wav file")
-        if output.is_dir():
-            raise StyleGRPOError(f"{output}: is a folder; give a .wav file path")
-        if output.exists() and not args.overwrite:
-            raise StyleGRPOError(f"{output}: exists; pass --overwrite or choose another -o")
+        check_not_input(output, inputs, option="-o")
+        check_output_wav(output, args.overwrite)  # --overwrite replaces only a WAV file
     else:
-        check_output_dir(args.output_dir, args.overwrite)  # fail before loading any model
+        check_output_dir(args.output_dir, args.overwrite, inputs=inputs, option="--output-dir")
 
     from .synth import Synthesizer
 
@@ -160,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
         _warn_clip(clip)
         return 0
     width = max(4, len(str(len(clips))))
-    with atomic_output_dir(args.output_dir, args.overwrite) as tmp:
+    with atomic_output_dir(args.output_dir, args.overwrite, command="say", inputs=inputs) as tmp:
         rows = []
         for i, clip in enumerate(clips, 1):
             name = f"{i:0{width}d}.wav"

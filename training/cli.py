@@ -12,6 +12,7 @@ under accelerate on several GPUs::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from stylegrpo.errors import StyleGRPOError
+from stylegrpo.outputs import check_not_input, output_lock
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +114,29 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+def check_inputs(config: str | None, script_args: Any, training_args: Any, model_args: Any) -> None:
+    """The output folder may not be, contain or lie inside the recipe, dataset, catalog or a local model."""
+    from stylegrpo.styles import default_styles_path
+
+    inputs = [
+        ("--config", config),
+        ("--dataset_path", script_args.dataset_path),
+        ("--styles", script_args.styles or default_styles_path()),
+        ("--model_name_or_path", model_args.model_name_or_path),
+        *((f"--{f}", getattr(script_args, f, None)) for f in ("codec", "clap", "asr", "whisper")),
+    ]
+    check_not_input(training_args.output_dir, inputs, option="--output-dir")
+
+
 def run(args: argparse.Namespace) -> int:
     script_args, training_args, model_args, recipe = parse_config(args.config, overrides_from_args(args))
+    check_inputs(args.config, script_args, training_args, model_args)  # before loading data or models
     from .grpo import main
 
-    adapter = main(script_args, training_args, model_args, recipe=recipe, overwrite=args.overwrite)
+    with contextlib.ExitStack() as held:
+        if training_args.output_dir and os.environ.get("RANK", "0") == "0":  # one trainer per folder at once
+            held.enter_context(output_lock(training_args.output_dir))
+        adapter = main(script_args, training_args, model_args, recipe=recipe, overwrite=args.overwrite)
     if training_args.process_index == 0:
         print(f"adapter written to {adapter}")
     return 0
@@ -135,11 +155,17 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    from stylegrpo.cli import SIGTERM_EXIT, Terminated, sigterm_as_interrupt
+
     try:
-        return run(args)
+        with sigterm_as_interrupt():
+            return run(args)
     except StyleGRPOError as e:
         print(f"stylegrpo train: error: {e}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("stylegrpo train: terminated (SIGTERM)", file=sys.stderr)
+        return SIGTERM_EXIT
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from stylegrpo import argtypes
 from stylegrpo.styles_cli import add_styles_argument
 
 from . import cleaning, pairing, segment
@@ -90,9 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     pair.add_argument(
         "--seed",
-        type=int,
+        type=argtypes.seed,
         default=DEFAULT_SEED,
-        help="seed of the split and the pairing (default: %(default)s)",
+        help=f"seed of the split and the pairing, 0 to {argtypes.MAX_SEED} (default: %(default)s)",
     )
 
     clean = parser.add_argument_group(

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from stylegrpo import argtypes
 from stylegrpo.audio import CODEC_TOKENS_PER_SECOND
 from stylegrpo.errors import StyleGRPOError
+from stylegrpo.llasa import check_adapter_folder, check_adapter_styles
 from stylegrpo.outputs import check_not_input, output_lock
 from stylegrpo.presets import MODEL_FIELDS, add_model_arguments, preset_from_args
 from stylegrpo.styles import default_styles_path, load_catalog
@@ -45,9 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser, overrides=MODEL_FIELDS)
     parser.add_argument(
         "--seed",
-        type=int,
+        type=argtypes.seed,
         default=DEFAULT_SEED,
-        help=f"text choice and sampling seed (default: {DEFAULT_SEED})",
+        help=f"text choice and sampling seed, 0 to {argtypes.MAX_SEED} (default: {DEFAULT_SEED})",
     )
     parser.add_argument(
         "--batch-size",
@@ -107,8 +109,8 @@ def run(args: argparse.Namespace) -> int:
         raise StyleGRPOError(f"--batch-size must be at least 1 (got {args.batch_size})")
     if args.max_seconds is not None and args.max_seconds <= 0:
         raise StyleGRPOError(f"--max-seconds must be positive (got {args.max_seconds})")
-    if args.adapter and not Path(args.adapter).is_dir():
-        raise StyleGRPOError(f"--adapter {args.adapter}: folder not found")
+    if args.adapter:
+        check_adapter_folder(args.adapter)  # named: a missing folder, a missing or broken adapter_config.json
     if args.training_dir and not Path(args.training_dir).exists():
         raise StyleGRPOError(f"--training-dir {args.training_dir}: not found")
     settings = EvalSettings(
@@ -129,6 +131,10 @@ def run(args: argparse.Namespace) -> int:
         training_dir=Path(args.training_dir) if args.training_dir else None,
         styles=[s.strip() for s in args.only_styles.split(",") if s.strip()] if args.only_styles else [],
     )
+    if settings.adapter is not None:
+        for s in settings.style_names:
+            settings.catalog.get(s)  # an unknown --only-styles name is named first, with the catalog's styles
+        check_adapter_styles(settings.adapter, settings.style_names, option="style(s)")  # before any model
     with output_lock(settings.out):  # a second eval into the same --out is refused while this one runs
         result = run_eval(settings)
     rows, flags = result.metrics["rows"], result.metrics["flags"]

@@ -9,6 +9,7 @@ the tokenizer, never hard-coded.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import StyleGRPOError
+from .errors import StyleGRPOError, clip, quote
 from .tiny import resolve_model
 
 if TYPE_CHECKING:
@@ -267,15 +268,66 @@ def load_policy(
     return model, tokenizer
 
 
+ADAPTER_CONFIG = "adapter_config.json"  # PEFT's file in every adapter folder
+
+
+def check_adapter_folder(adapter: str | os.PathLike[str]) -> Path:
+    """Refuse, before any model loads, a folder that is not a readable PEFT adapter; returns the folder."""
+    folder = Path(adapter)
+    config = folder / ADAPTER_CONFIG
+    if not folder.is_dir():
+        raise StyleGRPOError(
+            f"--adapter {folder}: not an adapter folder (no such folder); pass the folder `stylegrpo train` wrote"
+        )
+    if not config.is_file():
+        raise StyleGRPOError(
+            f"{folder}: not a PEFT adapter folder (no {ADAPTER_CONFIG}); pass the folder `stylegrpo train` "
+            "wrote (its final adapter or a checkpoint-N folder)"
+        )
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise StyleGRPOError(f"{config}: cannot read the adapter's config: {clip(str(e))}") from None
+    except json.JSONDecodeError as e:
+        raise StyleGRPOError(
+            f"{config}:{e.lineno}:{e.colno}: the adapter's config is not valid JSON ({e.msg}); "
+            "copy the adapter folder again from the training run"
+        ) from None
+    if not isinstance(data, dict):
+        raise StyleGRPOError(
+            f"{config}: the adapter's config is not a JSON object; copy the adapter folder again"
+        )
+    return folder
+
+
+def check_adapter_styles(
+    adapter: str | os.PathLike[str], styles: Iterable[str], option: str = "--style"
+) -> None:
+    """Refuse styles the adapter never learned: those missing from the ``styles.yaml`` it was trained with.
+
+    ``stylegrpo train`` copies its catalog into the adapter folder; a folder without one (a checkpoint-N
+    folder, an adapter from elsewhere) is not checked.
+    """
+    from .styles import STYLES_FILENAME, load_catalog
+
+    own = Path(adapter) / STYLES_FILENAME
+    if not own.is_file():
+        log.debug("%s: no %s, so the styles it learned are not checked", adapter, STYLES_FILENAME)
+        return
+    known = load_catalog(own)
+    unknown = [s for s in styles if s not in known]
+    if unknown:
+        raise StyleGRPOError(
+            f"{option} {', '.join(map(quote, unknown[:5]))}{f' and {len(unknown) - 5} more' if len(unknown) > 5 else ''}: the adapter {adapter} was never trained on "
+            f"{'this style' if len(unknown) == 1 else 'these styles'}; it knows {', '.join(known.names)} "
+            f"(its catalog: {own}; pass --styles {own})"
+        )
+
+
 def _load_adapter(model: Any, adapter: str | os.PathLike[str], merge: bool) -> Any:
     from peft import PeftModel
 
-    folder = Path(adapter)
-    if not (folder / "adapter_config.json").is_file():
-        raise StyleGRPOError(
-            f"{folder}: not a PEFT adapter folder (no adapter_config.json); pass the folder `stylegrpo train` "
-            "wrote (its final adapter or a checkpoint-N folder)"
-        )
+    folder = check_adapter_folder(adapter)
     try:
         model = PeftModel.from_pretrained(model, str(folder))
     except (OSError, ValueError, RuntimeError, KeyError) as e:

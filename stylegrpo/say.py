@@ -7,12 +7,13 @@ import csv
 import os
 from pathlib import Path
 
+from . import argtypes
 from .audio import CODEC_TOKENS_PER_SECOND, write_wav
 from .errors import StyleGRPOError
-from .llasa import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
+from .llasa import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, check_adapter_folder, check_adapter_styles
 from .outputs import atomic_output_dir, check_not_input, check_output_dir, check_output_wav, output_lock
 from .presets import add_model_arguments, preset_from_args, tune_cpu_threads
-from .styles import load_catalog
+from .styles import check_prompt_inputs, load_catalog
 from .styles_cli import add_styles_argument, print_table
 from .texts import read_text_lines
 
@@ -42,7 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adapter", metavar="DIR", help="a LoRA adapter folder written by `stylegrpo train`")
     add_model_arguments(parser, overrides=("policy", "codec"))
     parser.add_argument(
-        "--seed", type=int, default=DEFAULT_SEED, help=f"sampling seed (default: {DEFAULT_SEED})"
+        "--seed",
+        type=argtypes.seed,
+        default=DEFAULT_SEED,
+        help=f"sampling seed, 0 to {argtypes.MAX_SEED} (default: {DEFAULT_SEED})",
     )
     parser.add_argument(
         "--temperature",
@@ -95,8 +99,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise StyleGRPOError(f"--top-k must be >= 0 (got {args.top_k})")
     if args.batch_size is not None and args.batch_size < 1:
         raise StyleGRPOError(f"--batch-size must be at least 1 (got {args.batch_size})")
-    if args.adapter and not Path(args.adapter, "adapter_config.json").is_file():
-        raise StyleGRPOError(f"{args.adapter}: not an adapter folder (no adapter_config.json)")
+    if args.adapter:
+        check_adapter_folder(args.adapter)  # named: a missing or broken adapter_config.json
 
 
 def _write_wav_atomic(path: Path, wav) -> None:
@@ -123,8 +127,16 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     _check_args(args)
     phrase = catalog.get(args.style).phrase if args.style else None  # unknown style -> error listing them
+    if args.adapter and args.style:
+        check_adapter_styles(
+            args.adapter, [args.style]
+        )  # a style the adapter never learned: say which it knows
     preset = preset_from_args(args)
     texts = [args.text.strip()] if args.text is not None else read_text_lines(args.input_file, "--input-file")
+    # the prompt rule (no control tokens from the text), checked before any model loads
+    check_prompt_inputs(
+        catalog.template, texts, [phrase], f"--input-file {args.input_file}" if args.input_file else ""
+    )
     output = Path(args.output or DEFAULT_OUTPUT) if args.input_file is None else None
     inputs = [
         ("--input-file", args.input_file),

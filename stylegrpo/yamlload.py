@@ -51,6 +51,15 @@ def line_of(value: Any, key: Any = None) -> int:
     return getattr(value, "line", 0)
 
 
+def to_plain(value: Any) -> Any:
+    """``value`` with every LineDict/LineList turned into a plain dict/list (for yaml.safe_dump, argparse)."""
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_plain(v) for v in value]
+    return value
+
+
 def at(path: str | os.PathLike[str], line: int) -> str:
     """``path:line`` for a message (``path`` alone when the line is unknown)."""
     return f"{os.fspath(path)}:{line}" if line else os.fspath(path)

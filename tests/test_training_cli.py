@@ -113,7 +113,7 @@ def test_recipe_errors_are_clear(tmp_path):
         parse_config(tmp_path / "nope.yaml", {})
     bad = tmp_path / "bad.yaml"
     bad.write_text("learning_rate: [1\n")
-    with pytest.raises(StyleGRPOError, match=r"bad.yaml:\d+: invalid YAML"):
+    with pytest.raises(StyleGRPOError, match=r"bad.yaml:\d+:\d+: invalid YAML"):
         parse_config(bad, {})
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("learning_rat: 0.1\nuse_cpu: true\n")
@@ -166,14 +166,14 @@ def test_output_dir_is_refused_unless_overwrite_or_resume(tmp_path):
     assert out.is_dir() and [p.name for p in out.iterdir()] == [MARK_NAME]  # --overwrite starts afresh
     with pytest.raises(StyleGRPOError, match="no checkpoint"):
         resolve_resume("true", out)
-    (out / "checkpoint-3").mkdir()
-    (out / "checkpoint-3" / "trainer_state.json").write_text("{}")
-    (out / "checkpoint-12").mkdir()
-    (out / "checkpoint-12" / "trainer_state.json").write_text("{}")
+    from test_resume import complete_checkpoint
+
+    complete_checkpoint(out / "checkpoint-3", 3)
+    complete_checkpoint(out / "checkpoint-12", 12)
     assert resolve_resume("true", out) == str(out / "checkpoint-12")
     assert resolve_resume(str(out / "checkpoint-3"), out) == str(out / "checkpoint-3")
     assert resolve_resume("false", out) is None and resolve_resume(None, out) is None
-    with pytest.raises(StyleGRPOError, match="not a training checkpoint"):
+    with pytest.raises(StyleGRPOError, match="not a complete training checkpoint"):
         resolve_resume(str(tmp_path), out)
     prepare_output_dir(str(out), resume=str(out / "checkpoint-12"), overwrite=False, is_main=True)  # allowed
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from stylegrpo.errors import StyleGRPOError
+from stylegrpo.argtypes import MAX_SEED
+from stylegrpo.errors import StyleGRPOError, clip, quote
 from stylegrpo.outputs import check_not_input, output_lock
 
 log = logging.getLogger(__name__)
@@ -64,45 +66,115 @@ def parse_config(
 
     ``recipe`` is the recipe's mapping with the overrides applied: what the adapter folder records.
     """
-    import yaml
+    from stylegrpo.yamlload import at, line_of, load_yaml, to_plain
 
     parser = make_parser()
     recipe: dict[str, Any] = {}
     if config is not None:
         path = Path(config)
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8-sig")
         except FileNotFoundError:
             raise StyleGRPOError(f"{path}: recipe not found (see training/recipes/)") from None
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f":{mark.line + 1}" if mark is not None else ""
-            raise StyleGRPOError(f"{path}{where}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
+        except UnicodeDecodeError as e:
+            raise StyleGRPOError(
+                f"{path}: not a text file (byte 0x{e.object[e.start]:02x} at offset {e.start} is not UTF-8); "
+                "a recipe is a YAML file like training/recipes/tiny.yaml"
+            ) from None
+        except OSError as e:
+            raise StyleGRPOError(f"{path}: cannot read the recipe: {e.strerror or e}") from None
+        loaded = load_yaml(text, path)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
-            raise StyleGRPOError(f"{path}: a recipe is a mapping of option: value")
+            raise StyleGRPOError(
+                f"{at(path, line_of(loaded))}: a recipe is a mapping of option: value, "
+                f"not a {'list' if isinstance(loaded, list) else type(loaded).__name__}"
+            )
         env = loaded.pop("env", {}) or {}
         if not isinstance(env, dict):
-            raise StyleGRPOError(f"{path}: 'env' must be a mapping of VARIABLE: value")
+            raise StyleGRPOError(f"{at(path, line_of(env))}: 'env' must be a mapping of VARIABLE: value")
         for key, value in env.items():
             os.environ[str(key)] = str(value)
         known = _field_names(parser)
-        unknown = sorted(k for k in loaded if k not in known)
+        unknown = [k for k in loaded if k not in known]
         if unknown:
+            shown = ", ".join(k if isinstance(k, str) and k.isidentifier() else quote(k) for k in unknown[:5])
             raise StyleGRPOError(
-                f"{path}: unknown key(s) {', '.join(unknown)}; keys are the options of `stylegrpo train --help`"
+                f"{at(path, line_of(loaded, unknown[0]))}: unknown key(s) {shown}"
+                f"{f' and {len(unknown) - 5} more' if len(unknown) > 5 else ''}; "
+                "keys are the options of `stylegrpo train --help`"
             )
-        recipe = dict(loaded)
+        recipe = to_plain(loaded)
     recipe.update(overrides)
     parser.set_defaults_with_config(**recipe)
     try:
         script_args, training_args, model_args = parser.parse_args_into_dataclasses(
             args=[], look_for_args_file=False
         )
-    except (ValueError, TypeError) as e:
-        raise StyleGRPOError(f"invalid training settings: {e}") from e
+    except (ValueError, TypeError, ZeroDivisionError) as e:
+        hint = ""
+        if "num_generations" in str(e):
+            hint = (
+                " (each step generates per_device_train_batch_size x processes x gradient_accumulation_steps "
+                "completions, in groups of num_generations: num_generations must divide that number)"
+            )
+        raise StyleGRPOError(f"invalid training settings: {clip(str(e), 400)}{hint}") from None
+    check_settings(script_args, training_args)
     return script_args, training_args, model_args, recipe
+
+
+def _positive(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+
+
+def _at_least(n: int) -> Any:
+    return lambda v: isinstance(v, int) and v >= n
+
+
+# (option, test, what it must be): checked before anything is created or loaded, so a bad value is one
+# line here instead of a traceback from numpy, torch or generate() minutes later (and no output folder).
+_SCRIPT_CHECKS = (
+    (
+        "max_train_samples",
+        lambda v: v is None or (isinstance(v, int) and v >= 1),
+        "at least 1 (or unset: all)",
+    ),
+    ("judge_batch_size", _at_least(1), "at least 1"),
+    ("codec_batch_size", _at_least(1), "at least 1"),
+    ("samples_every", _at_least(0), "0 (never) or more"),
+    ("samples_per_style", _at_least(0), "0 or more"),
+    ("nll_temperature", _positive, "a positive number"),
+    ("min_syllables_per_second", _positive, "a positive number"),
+    ("max_syllables_per_second", _positive, "a positive number"),
+    ("duration_slack_s", lambda v: _positive(v) or v == 0, "0 or a positive number"),
+)
+_TRAINING_CHECKS = (
+    ("seed", lambda v: isinstance(v, int) and 0 <= v <= MAX_SEED, f"an integer from 0 to {MAX_SEED}"),
+    ("data_seed", lambda v: v is None or (isinstance(v, int) and 0 <= v <= MAX_SEED), f"0 to {MAX_SEED}"),
+    ("learning_rate", _positive, "a positive number (e.g. 1e-5)"),
+    ("max_completion_length", _at_least(1), "at least 1 (completion tokens, 50 per second of speech)"),
+    ("per_device_train_batch_size", _at_least(1), "at least 1"),
+    ("gradient_accumulation_steps", _at_least(1), "at least 1"),
+    ("temperature", _positive, "a positive number (1.0 samples the model as is)"),
+    ("top_p", lambda v: _positive(v) and v <= 1, "in (0, 1]"),
+    ("beta", lambda v: _positive(v) or v == 0, "0 (no KL term) or a positive number"),
+)
+
+
+def check_settings(script_args: Any, training_args: Any) -> None:
+    """Refuse values that cannot work, naming the option; TRL's own checks (batch divisibility,
+    num_generations >= 2) have already run in GRPOConfig.__post_init__."""
+    for obj, checks in ((script_args, _SCRIPT_CHECKS), (training_args, _TRAINING_CHECKS)):
+        for name, ok, requirement in checks:
+            value = getattr(obj, name, None)
+            if not ok(value):
+                raise StyleGRPOError(f"--{name} must be {requirement} (got {quote(value)})")
+    if script_args.min_syllables_per_second >= script_args.max_syllables_per_second:
+        raise StyleGRPOError(
+            f"--min_syllables_per_second ({script_args.min_syllables_per_second:g}) must be below "
+            f"--max_syllables_per_second ({script_args.max_syllables_per_second:g})"
+        )
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:

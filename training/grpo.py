@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stylegrpo.errors import StyleGRPOError
+from stylegrpo.errors import StyleGRPOError, quote
 
 log = logging.getLogger(__name__)
 
@@ -120,29 +120,20 @@ class ScriptArguments:
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def resolve_resume(value: str | bool | None, output_dir: Path) -> str | None:
-    """``--resume_from_checkpoint``: None/false -> no resume; true/last -> newest checkpoint; else a path."""
+def resolve_resume(value: str | bool | None, output_dir: Path, *, need_optimizer: bool = True) -> str | None:
+    """``--resume_from_checkpoint``: None/false -> no resume; true/last -> the newest COMPLETE checkpoint
+    (newer half-written ones are skipped with a warning, see training/checkpoints.py); else a path, which
+    must be a complete checkpoint. ``need_optimizer`` False for runs with ``save_only_model``."""
+    from .checkpoints import check_checkpoint, last_complete_checkpoint
+
     if value is None or value is False:
         return None
     text = str(value).strip()
     if text.lower() in ("", "false", "no", "none", "0"):
         return None
     if text.lower() in ("true", "yes", "last", "1"):
-        from transformers.trainer_utils import get_last_checkpoint
-
-        last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
-        if last is None:
-            raise StyleGRPOError(
-                f"{output_dir}: no checkpoint-N folder to resume from; train without --resume_from_checkpoint, "
-                "or pass the checkpoint folder"
-            )
-        return last
-    path = Path(text)
-    if not (path / "trainer_state.json").is_file():
-        raise StyleGRPOError(
-            f"{path}: not a training checkpoint (no trainer_state.json); pass a checkpoint-N folder"
-        )
-    return str(path)
+        return str(last_complete_checkpoint(output_dir, need_optimizer=need_optimizer))
+    return str(check_checkpoint(Path(text), need_optimizer=need_optimizer))
 
 
 def prepare_output_dir(output_dir: str | None, *, resume: str | None, overwrite: bool, is_main: bool) -> Path:
@@ -169,8 +160,10 @@ def prepare_output_dir(output_dir: str | None, *, resume: str | None, overwrite:
 
 
 def load_prompt_dataset(path: str, split: str, catalog: Any, max_samples: int | None = None) -> Any:
-    """The training split of a `stylegrpo build` dataset, checked against the catalog."""
+    """The training split of a `stylegrpo build` dataset, checked against the catalog and its template."""
     from datasets import load_dataset
+
+    from .prompt_checks import check_prompt_rows
 
     folder = Path(path)
     if not folder.exists():
@@ -198,12 +191,18 @@ def load_prompt_dataset(path: str, split: str, catalog: Any, max_samples: int | 
         ds = ds.select(range(min(max_samples, len(ds))))
     if len(ds) == 0:
         raise StyleGRPOError(f"{folder}: split {split!r} is empty")
-    unknown = sorted(set(ds["style"]) - set(catalog.names))
+    unknown = sorted(set(ds["style"]) - set(catalog.names), key=str)
     if unknown:
+        shown = ", ".join(map(quote, unknown[:10])) + (
+            f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        )
         raise StyleGRPOError(
-            f"{folder}: style(s) {', '.join(unknown)} are not in the catalog {catalog.path}; pass the styles "
+            f"{folder}: style(s) {shown} are not in the catalog {catalog.path}; pass the styles "
             "file the dataset was built with (--styles FILE)"
         )
+    check_prompt_rows(
+        ds, catalog, folder, split
+    )  # prompts, texts, descriptions: ours (training/prompt_checks.py)
     return ds
 
 
@@ -319,10 +318,20 @@ def build_trainer(
         train, catalog, training_args.max_completion_length, script_args.overlong_prompts
     )
     out = Path(training_args.output_dir) if training_args.output_dir else None
-    resume = resolve_resume(training_args.resume_from_checkpoint, out) if out else None
+    resume = (
+        resolve_resume(
+            training_args.resume_from_checkpoint, out, need_optimizer=not training_args.save_only_model
+        )
+        if out
+        else None
+    )
     out = prepare_output_dir(
         training_args.output_dir, resume=resume, overwrite=overwrite, is_main=state.is_main_process
     )
+    if resume and state.is_main_process:
+        from .checkpoints import discard_partial_checkpoints
+
+        discard_partial_checkpoints(out, resume, need_optimizer=not training_args.save_only_model)
     state.wait_for_everyone()
 
     device = training_args.device

@@ -1,0 +1,22 @@
+"""argparse types shared by the subcommands: a bad number is refused by the parser, before anything runs."""
+
+from __future__ import annotations
+
+import argparse
+
+from .errors import quote
+
+MAX_SEED = (
+    2**32 - 1
+)  # numpy's RandomState.seed accepts 0 .. 2**32 - 1; torch and random accept that range too
+
+
+def seed(value: str) -> int:
+    """A sampling / shuffling seed: an integer in [0, MAX_SEED]."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{quote(value)} is not an integer") from None
+    if not 0 <= n <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{n} is out of range: a seed is an integer from 0 to {MAX_SEED}")
+    return n

@@ -45,7 +45,6 @@ BENCH_TEXTS = (
 )
 ALL_REWARDS = ["style", "style_contrastive", "cer", "whisper_nll", "acoustic"]
 REAL_TOKENS = 250  # completion length timed in --real-architectures (5 s of audio at 50 tokens/s)
-LLASA_VOCAB = 193_800  # Llama-3 text tokens + 8 Llasa tokens + 65,536 speech tokens
 
 
 def write_dataset(folder: Path, n_prompts: int) -> Path:
@@ -185,172 +184,12 @@ def print_result(title: str, r: dict[str, Any]) -> None:
 def build_real_models(folder: Path, scale: str = "full") -> dict[str, str]:
     """Full-size architectures with random weights, saved as model folders (no download).
 
+    The configs are stylegrpo.architectures' (the real checkpoints'); see bench/real_models.py.
     ``scale="small"`` shrinks every config (same code path) so this function can be checked on a CPU.
     """
-    import torch
-    from transformers import (
-        ClapConfig,
-        ClapModel,
-        LlamaConfig,
-        LlamaForCausalLM,
-        ParakeetCTCConfig,
-        ParakeetForCTC,
-        WhisperConfig,
-        WhisperFeatureExtractor,
-        WhisperForConditionalGeneration,
-        Xcodec2Config,
-        Xcodec2Model,
-    )
+    from bench.real_models import save_real_models
 
-    from stylegrpo.llasa import LLASA_SPECIAL_TOKENS, speech_token
-    from stylegrpo.tiny import resolve_model
-
-    full = scale == "full"
-    folder.mkdir(parents=True, exist_ok=True)
-    specs: dict[str, str] = {}
-    torch.manual_seed(0)
-
-    # Policy: Llama-3.2-1B shape, vocab 193,800; tokenizer = the tiny one + 65,536 speech tokens
-    from transformers import AutoTokenizer
-
-    n_codes = 65_536 if full else 64
-    tok = AutoTokenizer.from_pretrained(resolve_model("tiny:llasa"))
-    have = sum(1 for t in tok.get_vocab() if t.startswith("<|s_"))
-    tok.add_tokens([speech_token(n) for n in range(have, n_codes)])
-    assert all(t in tok.get_vocab() for t in LLASA_SPECIAL_TOKENS)
-    vocab = LLASA_VOCAB if full else len(tok)
-    cfg = LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=2048 if full else 64,
-        intermediate_size=8192 if full else 128,
-        num_hidden_layers=16 if full else 2,
-        num_attention_heads=32 if full else 4,
-        num_key_value_heads=8 if full else 2,
-        head_dim=64 if full else 16,
-        max_position_embeddings=2048,
-        rope_theta=500_000.0,
-        tie_word_embeddings=True,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.convert_tokens_to_ids("<|SPEECH_GENERATION_END|>"),
-    )
-    policy = LlamaForCausalLM(cfg).to(torch.bfloat16)
-    specs["policy"] = str(folder / "policy")
-    policy.save_pretrained(specs["policy"])
-    tok.save_pretrained(specs["policy"])
-    del policy
-
-    # Codec: transformers' XCodec2 defaults are the released architecture (65,536 codes, hop 320)
-    codec_cfg = Xcodec2Config() if full else Xcodec2Config(**_small_codec())
-    specs["codec"] = str(folder / "codec")
-    Xcodec2Model(codec_cfg).save_pretrained(specs["codec"])
-    _copy_non_weights(resolve_model("tiny:xcodec2"), specs["codec"])
-
-    # CLAP "larger": HTS-AT depths [2, 2, 12, 2] + RoBERTa-base; processor of the tiny twin
-    clap_tiny = resolve_model("tiny:clap")
-    clap_cfg = ClapConfig.from_pretrained(clap_tiny)
-    if full:
-        text = clap_cfg.text_config.to_dict()
-        text.update(
-            hidden_size=768,
-            num_hidden_layers=12,
-            num_attention_heads=12,
-            intermediate_size=3072,
-            max_position_embeddings=514,
-        )
-        audio = clap_cfg.audio_config.to_dict()
-        audio.update(
-            depths=[2, 2, 12, 2],
-            num_attention_heads=[4, 8, 16, 32],
-            hidden_size=768,
-            patch_embeds_hidden_size=128,
-            window_size=8,
-        )
-        clap_cfg = ClapConfig(text_config=text, audio_config=audio, projection_dim=512)
-    specs["clap"] = str(folder / "clap")
-    ClapModel(clap_cfg).save_pretrained(specs["clap"])
-    _copy_non_weights(clap_tiny, specs["clap"])
-
-    # Parakeet CTC 1.1B: 42 conformer layers of width 1024; tokenizer of the tiny twin
-    asr_tiny = resolve_model("tiny:parakeet")
-    asr_cfg = ParakeetCTCConfig.from_pretrained(asr_tiny)
-    if full:
-        enc = asr_cfg.encoder_config.to_dict()
-        enc.update(
-            hidden_size=1024,
-            num_hidden_layers=42,
-            num_attention_heads=8,
-            intermediate_size=4096,
-            subsampling_conv_channels=256,
-        )
-        asr_cfg = ParakeetCTCConfig(
-            vocab_size=asr_cfg.vocab_size, pad_token_id=asr_cfg.pad_token_id, encoder_config=enc
-        )
-    specs["asr"] = str(folder / "asr")
-    ParakeetForCTC(asr_cfg).save_pretrained(specs["asr"])
-    _copy_non_weights(asr_tiny, specs["asr"])
-
-    # Whisper large-v3-turbo: 32 encoder layers, 4 decoder layers, width 1280, 128 mel bins
-    wh_tiny = resolve_model("tiny:whisper")
-    wh_cfg = WhisperConfig.from_pretrained(wh_tiny)
-    if full:
-        wh_cfg = WhisperConfig(
-            **{
-                **wh_cfg.to_dict(),
-                "d_model": 1280,
-                "encoder_layers": 32,
-                "decoder_layers": 4,
-                "encoder_attention_heads": 20,
-                "decoder_attention_heads": 20,
-                "encoder_ffn_dim": 5120,
-                "decoder_ffn_dim": 5120,
-                "num_mel_bins": 128,
-                "max_source_positions": 1500,
-            }
-        )
-    specs["whisper"] = str(folder / "whisper")
-    WhisperForConditionalGeneration(wh_cfg).save_pretrained(specs["whisper"])
-    _copy_non_weights(wh_tiny, specs["whisper"])
-    WhisperFeatureExtractor(feature_size=wh_cfg.num_mel_bins).save_pretrained(specs["whisper"])
-    return specs
-
-
-def _small_codec() -> dict[str, Any]:
-    return dict(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        head_dim=16,
-        encoder_hidden_size=8,
-        quantization_dim=64,
-        quantization_levels=[4, 4, 4],
-        semantic_model_config=dict(
-            model_type="wav2vec2-bert",
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-            output_hidden_size=32,
-        ),
-    )
-
-
-def _copy_non_weights(src: str, dst: str) -> None:
-    """Tokenizer / processor files of a tiny twin (never its config or weights)."""
-    for f in Path(src).iterdir():
-        if (
-            f.is_file()
-            and f.name
-            not in (
-                "config.json",
-                "model.safetensors",
-                ".complete",
-                "generation_config.json",
-            )
-            and not (Path(dst) / f.name).exists()
-        ):
-            shutil.copy(f, Path(dst) / f.name)
+    return save_real_models(folder, scale)
 
 
 def real_overrides(specs: dict[str, str], out: Path, dataset: Path, use_vllm: bool) -> dict[str, Any]:
@@ -369,6 +208,7 @@ def real_overrides(specs: dict[str, str], out: Path, dataset: Path, use_vllm: bo
         "max_completion_length": REAL_TOKENS,
         "speech_only_sampling": True,  # random weights: sample speech tokens only (decodable audio)
         "duration_guard": False,  # random weights: the length is forced, not a style
+        "overlong_prompts": "keep",  # the length is forced to REAL_TOKENS whatever the text
         "generation_kwargs": {"min_new_tokens": REAL_TOKENS} if not use_vllm else {"min_tokens": REAL_TOKENS},
         "use_vllm": use_vllm,
         "vllm_mode": "colocate",

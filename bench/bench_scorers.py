@@ -90,85 +90,18 @@ def make_clips(
 
 
 def build_real_architectures(workdir: Path) -> dict[str, str]:
-    """Full-size real judge configs with random weights, saved once as checkpoints (no download)."""
-    import torch
-    from transformers import (
-        ClapConfig,
-        ClapFeatureExtractor,
-        ClapModel,
-        ClapProcessor,
-        ParakeetCTCConfig,
-        ParakeetForCTC,
-        ParakeetProcessor,
-        WhisperConfig,
-        WhisperFeatureExtractor,
-        WhisperForConditionalGeneration,
-        WhisperProcessor,
-    )
+    """Full-size real judge configs (stylegrpo.architectures) with random weights, saved once (no download)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bench.real_models import save_real_models
 
-    from stylegrpo.tiny import resolve_model
-
-    specs = {}
-    for kind in ("clap", "asr", "whisper"):
-        folder = workdir / f"real-{kind}"
-        specs[kind] = str(folder)
-        if (folder / ".complete").exists():
-            continue
-        logging.info("building full-size %s with random weights in %s", kind, folder)
-        torch.manual_seed(0)
-        if kind == "clap":  # laion/larger_clap_general's shape
-            tiny = ClapProcessor.from_pretrained(resolve_model("tiny:clap"))
-            config = ClapConfig(
-                text_config=dict(pad_token_id=tiny.tokenizer.pad_token_id),  # roberta-base defaults
-                audio_config=dict(depths=[2, 2, 12, 2], hidden_size=1024, patch_embeds_hidden_size=128),
-                projection_dim=512,
-            )
-            model = ClapModel(config)
-            processor = ClapProcessor(
-                ClapFeatureExtractor(truncation="rand_trunc", padding="repeatpad"), tiny.tokenizer
-            )
-        elif kind == "asr":  # nvidia/parakeet-ctc-1.1b's shape: FastConformer, 42 layers of 1024
-            tiny = ParakeetProcessor.from_pretrained(resolve_model("tiny:parakeet"))
-            config = ParakeetCTCConfig(
-                vocab_size=1025,
-                pad_token_id=tiny.tokenizer.pad_token_id,
-                encoder_config=dict(
-                    hidden_size=1024, num_hidden_layers=42, num_attention_heads=8, intermediate_size=4096
-                ),
-            )
-            model = ParakeetForCTC(config)
-            processor = tiny
-        else:  # openai/whisper-large-v3-turbo's shape: 32 encoder layers, 4 decoder layers, 128 mels
-            tiny = WhisperProcessor.from_pretrained(resolve_model("tiny:whisper"))
-            tok = tiny.tokenizer
-            config = WhisperConfig(
-                vocab_size=51866,
-                num_mel_bins=128,
-                d_model=1280,
-                encoder_layers=32,
-                decoder_layers=4,
-                encoder_attention_heads=20,
-                decoder_attention_heads=20,
-                encoder_ffn_dim=5120,
-                decoder_ffn_dim=5120,
-                max_source_positions=1500,
-                max_target_positions=448,
-                decoder_start_token_id=tok.convert_tokens_to_ids("<|startoftranscript|>"),
-                pad_token_id=tok.eos_token_id,
-                bos_token_id=tok.eos_token_id,
-                eos_token_id=tok.eos_token_id,
-            )
-            model = WhisperForConditionalGeneration(config)
-            processor = WhisperProcessor(WhisperFeatureExtractor(feature_size=128), tok)
-        tmp = Path(tempfile.mkdtemp(dir=workdir))
-        model.to(torch.bfloat16).save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        (tmp / ".complete").write_text("random weights\n")
+    kinds = ("clap", "asr", "whisper")
+    folder = workdir / "real-judges"
+    if not (folder / ".complete").exists():
+        logging.info("building full-size judges with random weights in %s", folder)
         shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
-        del model
-        gc.collect()
-    return specs
+        save_real_models(folder, "full", kinds=kinds)
+        (folder / ".complete").write_text("random weights\n")
+    return {kind: str(folder / kind) for kind in kinds}
 
 
 class Peak:

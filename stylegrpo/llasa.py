@@ -347,17 +347,28 @@ class Generation:
     token_ids: list[int] = field(default_factory=list, repr=False)  # the raw completion (up to the end)
 
 
+# Llama-3.x chat templates write "Today Date: <today>" into the system header (through strftime_now) unless
+# the caller passes date_string: prompts would then change from day to day, between training and inference.
+# Every prompt is rendered with this fixed date instead: the templates' own fallback when strftime_now is
+# unavailable. Templates that write no date ignore it.
+PROMPT_DATE = "26 Jul 2024"
+
+
 def render_prompts(tokenizer: Any, prompts: Sequence[Sequence[Mapping[str, str]] | str]) -> list[str]:
     """Prompt strings: chat messages rendered with the tokenizer's chat template and continue_final_message.
 
-    A plain string is taken as already rendered.
+    A plain string is taken as already rendered. The date a template may write is always PROMPT_DATE.
     """
     out = []
     for p in prompts:
         if isinstance(p, str):
             out.append(p)
         else:
-            out.append(tokenizer.apply_chat_template(list(p), continue_final_message=True, tokenize=False))
+            out.append(
+                tokenizer.apply_chat_template(
+                    list(p), continue_final_message=True, tokenize=False, date_string=PROMPT_DATE
+                )
+            )
     return out
 
 

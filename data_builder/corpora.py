@@ -8,7 +8,9 @@ UTF-8 with or without a byte-order mark, LF, CRLF or CR line ends.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import errno
 import gzip
 import io
 import json
@@ -16,15 +18,17 @@ import logging
 import os
 import re
 import sys
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from stylegrpo.errors import StyleGRPOError
+from stylegrpo.errors import StyleGRPOError, clip
 from stylegrpo.outputs import is_marked
 
 from . import segment
@@ -53,6 +57,20 @@ FORMATS_BY_EXT = {
 }
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _BOM = b"\xef\xbb\xbf"
+# Byte-order marks of the other Unicode encodings, longest first (UTF-32 LE starts like UTF-16 LE). Such
+# files are decoded and handed on as UTF-8, so every format reads them.
+_WIDE_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32"),
+    (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xff\xfe", "utf-16"),
+    (b"\xfe\xff", "utf-16"),
+)
+SNIFF_BYTES = 4096  # bytes looked at to recognise UTF-16 without a byte-order mark
+SNIFF_MIN_BYTES = 16  # fewer bytes than this are too few to recognise UTF-16 by its NUL pattern
+UTF16_NUL_SHARE = 0.3  # UTF-16 text (mostly ASCII) has a NUL in at least this share of its high bytes...
+UTF16_CLEAN_SHARE = 0.05  # ...and in at most this share of its low bytes
+BINARY_BAD_SHARE = 0.1  # a .txt sample with more undecodable or control characters than this is binary
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f\ufffd]")  # control characters (not tab, line ends, \f, \v)
 
 
 @dataclass(frozen=True)
@@ -145,10 +163,15 @@ def _resolve_one(spec: str) -> list[Source]:
                     continue
                 fp = rootp / name
                 kind, gz = _file_format(fp)
-                if kind:
-                    found.append(Source(kind, str(fp), str(fp), fp.stat().st_size, gz))
-                else:
+                if not kind:
                     skipped += 1
+                    continue
+                try:
+                    size = fp.stat().st_size
+                except OSError as e:  # a link whose target is gone, or a loop of links: skip it, named
+                    log.warning("%s: skipped, %s", fp, _unreadable_reason(fp, e))
+                    continue
+                found.append(Source(kind, str(fp), str(fp), size, gz))
         if skipped:
             log.info(
                 "%s: skipped %d file(s) that are not corpus files (%s)", p, skipped, ", ".join(FORMATS_BY_EXT)
@@ -164,13 +187,116 @@ def _resolve_one(spec: str) -> list[Source]:
         return [Source(kind or "text", str(p), str(p), p.stat().st_size, gz)]
     if p.exists():
         raise StyleGRPOError(f"{p}: not a regular file or folder")
+    if p.is_symlink():
+        try:
+            p.stat()
+        except OSError as e:
+            raise StyleGRPOError(f"{p}: cannot read the corpus: {_unreadable_reason(p, e)}") from None
     kind, _ = _file_format(p)
     if not kind and _HUB_ID.match(spec):
         return [Source("hf_hub", spec, spec)]
     raise StyleGRPOError(f"{p}: corpus not found (a file, a folder, or hf:NAME for a Hugging Face dataset)")
 
 
+def _unreadable_reason(p: Path, e: OSError) -> str:
+    if e.errno == errno.ELOOP:
+        return "a loop of symbolic links"
+    if p.is_symlink() and e.errno == errno.ENOENT:
+        return f"a symbolic link to {os.readlink(p)}, which does not exist"
+    return e.strerror or str(e)
+
+
 # --- reading -----------------------------------------------------------------------------------------
+
+
+def sniff_encoding(head: bytes) -> tuple[str | None, str]:
+    """(encoding, why) for UTF-16/32 text recognised from its first bytes; (None, "") for anything else.
+
+    A byte-order mark decides; without one, UTF-16 of mostly-ASCII text is recognised by its NUL bytes in
+    every other place (little- or big-endian by which half they are in).
+    """
+    for bom, encoding in _WIDE_BOMS:
+        if head.startswith(bom):
+            return encoding, "byte-order mark"
+    sample = head[: len(head) // 2 * 2]
+    if len(sample) >= SNIFF_MIN_BYTES:
+        low, high = sample[0::2], sample[1::2]
+        nul_low, nul_high = low.count(0) / len(low), high.count(0) / len(high)
+        if nul_high >= UTF16_NUL_SHARE and nul_low <= UTF16_CLEAN_SHARE:
+            return "utf-16-le", "no byte-order mark; NUL bytes in every other place"
+        if nul_low >= UTF16_NUL_SHARE and nul_high <= UTF16_CLEAN_SHARE:
+            return "utf-16-be", "no byte-order mark; NUL bytes in every other place"
+    return None, ""
+
+
+def binary_reason(sample: bytes) -> str | None:
+    """Why a sample of a text file (as UTF-8) looks like a binary file, or None when it looks like text."""
+    if b"\x00" in sample:
+        return "it holds NUL bytes"
+    text = sample.decode("utf-8", errors="replace")
+    bad = len(_CONTROL_RE.findall(text))
+    if text and bad / len(text) > BINARY_BAD_SHARE:
+        return f"{bad / len(text):.0%} of its first {len(sample):,} bytes are not text"
+    return None
+
+
+class _CorpusStream(io.RawIOBase):
+    """The bytes of one corpus file as UTF-8: gunzipped, UTF-16/32 decoded, read errors named by file."""
+
+    def __init__(self, raw: Any, f: Any, src: Source):
+        self._raw, self._f, self._src = raw, f, src
+        self._pending = b""  # bytes read ahead (the sniffed head), served before the file's next ones
+        self._decoder: Any = None
+        self._encoding: str | None = None
+        self._out = b""
+        self._eof = False
+        self._pending = self._read_raw(SNIFF_BYTES)
+        self._encoding, self.why = sniff_encoding(self._pending)
+        if self._encoding:
+            self._decoder = codecs.getincrementaldecoder(self._encoding)("strict")
+
+    @property
+    def encoding(self) -> str | None:
+        return self._encoding
+
+    def readable(self) -> bool:
+        return True
+
+    def _read_raw(self, n: int) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending[:n], self._pending[n:]
+            return data
+        try:
+            return self._f.read(n)
+        except (EOFError, OSError, zlib.error) as e:
+            hint = " (a truncated or damaged .gz file?)" if self._src.gzipped else ""
+            raise StyleGRPOError(f"{self._src.label}: cannot read: {clip(str(e))}{hint}") from None
+
+    def readinto(self, b: Any) -> int:
+        n = len(b)
+        if self._decoder is None:
+            data = self._read_raw(n)
+        else:
+            while not self._out and not self._eof:
+                raw = self._read_raw(max(n, CHUNK_BYTES))
+                try:
+                    text = self._decoder.decode(raw, final=not raw)
+                except UnicodeDecodeError as e:
+                    raise StyleGRPOError(
+                        f"{self._src.label}: read as {self._encoding} ({self.why}), but it is not valid "
+                        f"{self._encoding} ({e.reason}); save it as UTF-8"
+                    ) from None
+                self._eof = not raw
+                self._out = text.encode("utf-8")
+            data, self._out = self._out[:n], self._out[n:]
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._f.close()
+            self._raw.close()
+        super().close()
 
 
 class Reader:
@@ -184,6 +310,7 @@ class Reader:
         self.reports = [SourceReport(s.label, s.kind) for s in sources]
         self._advance = advance or (lambda n: None)
         self._warned: Counter = Counter()
+        self._decoded: set[str] = set()  # sources read as UTF-16/32 (logged once each)
 
     def __iter__(self) -> Iterator[RawBatch]:
         for i, src in enumerate(self.sources):
@@ -220,12 +347,21 @@ class Reader:
                 " (further ones are only counted)" if n == MAX_WARNINGS_SHOWN else "",
             )
 
-    def _open_binary(self, src: Source):
+    def _open_binary(self, src: Source) -> io.BufferedReader:
+        """The file as UTF-8 bytes (gunzipped, UTF-16/32 decoded); read errors name the file."""
         try:
-            f = open(src.location, "rb")  # noqa: SIM115 - closed by the caller's with-block
+            raw = open(src.location, "rb")  # noqa: SIM115 - closed by the caller's with-block
         except OSError as e:
             raise StyleGRPOError(f"{src.label}: cannot read: {e.strerror or e}") from None
-        return gzip.open(f) if src.gzipped else f
+        try:
+            stream = _CorpusStream(raw, gzip.GzipFile(fileobj=raw) if src.gzipped else raw, src)
+        except BaseException:
+            raw.close()
+            raise
+        if stream.encoding and src.location not in self._decoded:
+            self._decoded.add(src.location)
+            log.info("%s: read as %s (%s)", src.label, stream.encoding.upper(), stream.why)
+        return io.BufferedReader(stream, CHUNK_BYTES)
 
     # plain text ------------------------------------------------------------------------------------
     def _byte_lines(self, src: Source, report: SourceReport) -> Iterator[tuple[pa.Array, np.ndarray]]:
@@ -235,10 +371,7 @@ class Reader:
         first = True
         with self._open_binary(src) as f:
             while True:
-                try:
-                    chunk = f.read(CHUNK_BYTES)
-                except (OSError, EOFError, gzip.BadGzipFile) as e:
-                    raise StyleGRPOError(f"{src.label}: cannot read: {e}") from None
+                chunk = f.read(CHUNK_BYTES)  # read errors raise StyleGRPOError naming the file
                 eof = not chunk
                 data = carry + chunk
                 if first:
@@ -309,9 +442,18 @@ class Reader:
         return pa.array(good, pa.string()), lines[keep]
 
     def _read_text(self, src: Source, report: SourceReport) -> Iterator[tuple[pa.Array, np.ndarray]]:
+        sample = self._sample(src)
+        binary = binary_reason(sample)
+        if binary:
+            message = f"{src.label}: not a text file ({binary}: a binary file with a text name?)"
+            if self.options.strict:
+                raise StyleGRPOError(f"{message}; remove it from the corpus")
+            log.warning("%s; skipped (--strict stops instead)", message)
+            report.detail = f"skipped: not a text file ({binary})"
+            return
         mode = self.options.text_mode
         if mode == segment.AUTO:
-            mode, why = segment.detect_mode(self._sample_lines(src))
+            mode, why = segment.detect_mode(self._sample_lines(sample))
             report.detail = f"{mode} (detected: {why})"
             log.info("%s: read as %s (%s)", src.label, mode, why)
         else:
@@ -326,12 +468,12 @@ class Reader:
         )
         yield from _batched(segment.paragraphs_to_sentences(pairs))
 
-    def _sample_lines(self, src: Source) -> list[str]:
+    def _sample(self, src: Source) -> bytes:
         with self._open_binary(src) as f:
-            try:
-                data = f.read(DETECT_SAMPLE_BYTES)
-            except (OSError, EOFError, gzip.BadGzipFile) as e:
-                raise StyleGRPOError(f"{src.label}: cannot read: {e}") from None
+            return f.read(DETECT_SAMPLE_BYTES)
+
+    @staticmethod
+    def _sample_lines(data: bytes) -> list[str]:
         text = data.decode("utf-8", errors="replace").lstrip("\ufeff")
         lines = text.splitlines()
         return lines[:-1] if len(data) == DETECT_SAMPLE_BYTES and len(lines) > 1 else lines

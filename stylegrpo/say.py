@@ -126,8 +126,10 @@ def _run(args: argparse.Namespace) -> int:
         print_table(catalog)
         return 0
     _check_args(args)
-    phrase = catalog.get(args.style).phrase if args.style else None  # unknown style -> error listing them
-    if args.adapter and args.style:
+    phrase = (
+        catalog.get(args.style).phrase if args.style is not None else None
+    )  # unknown style -> error listing them
+    if args.adapter and args.style is not None:
         check_adapter_styles(
             args.adapter, [args.style]
         )  # a style the adapter never learned: say which it knows

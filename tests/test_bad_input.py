@@ -184,3 +184,10 @@ def test_eval_with_styles_the_adapter_never_learned(tmp_path, capsys):
     msg = refused(capsys, [*argv, "--adapter", str(adapter), "--only-styles", "robotic,child"])
     assert "style(s) 'robotic', 'child': the adapter" in msg and "it knows voiced, whisper" in msg
     assert not (tmp_path / "ev").exists()
+
+
+def test_say_with_an_empty_style_name_is_refused_quoted(tmp_path, capsys):
+    """`--style ""` used to fall back to the plain prompt silently."""
+    msg = refused(capsys, ["say", "Hello.", "--preset", "tiny", "-o", str(tmp_path / "x.wav"), "--style", ""])
+    assert "unknown style '' in" in msg and "known styles: whispering" in msg
+    assert not (tmp_path / "x.wav").exists()

@@ -126,13 +126,11 @@ def _run(args: argparse.Namespace) -> int:
         print_table(catalog)
         return 0
     _check_args(args)
-    phrase = (
-        catalog.get(args.style).phrase if args.style is not None else None
-    )  # unknown style -> error listing them
+    # an unknown style (also an empty name) -> an error listing the known ones; with --adapter, so is a
+    # style the adapter never learned (its own styles.yaml says which it knows)
+    phrase = catalog.get(args.style).phrase if args.style is not None else None
     if args.adapter and args.style is not None:
-        check_adapter_styles(
-            args.adapter, [args.style]
-        )  # a style the adapter never learned: say which it knows
+        check_adapter_styles(args.adapter, [args.style])
     preset = preset_from_args(args)
     texts = [args.text.strip()] if args.text is not None else read_text_lines(args.input_file, "--input-file")
     # the prompt rule (no control tokens from the text), checked before any model loads

@@ -10,7 +10,7 @@ import math
 import os
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,6 +152,24 @@ def control_marker_problem(value: str) -> str | None:
                 "them), which could form a control token of the model; remove them"
             )
     return None
+
+
+def check_prompt_inputs(
+    template: PromptTemplate,
+    texts: Sequence[str],
+    descriptions: Sequence[str | None] = (None,),
+    where: str = "",
+) -> None:
+    """Render every text with every description once, before any model loads: a text or description that
+    :meth:`PromptTemplate.render` refuses raises :class:`PromptInputError` naming ``where`` and its number."""
+    for i, text in enumerate(texts):
+        for description in descriptions:
+            try:
+                template.render(text, description)
+            except PromptInputError as e:
+                number = f"text #{i + 1}: " if len(texts) > 1 else ""
+                prefix = f"{where}: {number}" if where else number
+                raise PromptInputError(f"{prefix}{e}") from None
 
 
 def _control_spans(value: str) -> list[re.Match[str]]:

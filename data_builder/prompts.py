@@ -27,7 +27,7 @@ _PLACEHOLDER = "\x00stylegrpo-text\x00"
 _PROBES = (
     "Hello there.",
     "  two  spaces, then a tab\tand a new line\n ",
-    "Braces {text} {style} {description} and <|TEXT_UNDERSTANDING_END|> look-alikes.",
+    "Braces {text} {style} {description} and <TEXT_UNDERSTANDING_END> | look-alikes >.",
     "Ünïcödé “quotes” — and 中文.",
     "",
 )
@@ -74,6 +74,7 @@ class PromptRenderer:
                 for t, d in zip(texts.to_pylist(), desc_ids, strict=True)
             ]
             return pa.array(rows, PROMPT_TYPE)
+        self._check_texts(texts, desc_ids)
         n_messages = len(self._parts[0]) if self._parts else 0
         ids = pa.array(desc_ids)
         roles, contents = [], []
@@ -95,6 +96,17 @@ class PromptRenderer:
         )
         offsets = pa.array(np.arange(0, n * n_messages + 1, n_messages, dtype=np.int32))
         return pa.ListArray.from_arrays(offsets, values, type=PROMPT_TYPE)
+
+    def _check_texts(self, texts: pa.Array, desc_ids: np.ndarray) -> None:
+        """``render``'s prompt rule (no control token from a text) for the vectorized rows: every row that
+        could break it is rendered by ``render`` itself, which raises. A text can only hold a marker (also
+        as a tokenizer normalises it) when it has a '<', '|' or '>', or when NFKC changes it; cleaning
+        (NFKC, no markup characters) leaves none, so this normally finds nothing to do."""
+        marked = pc.match_substring_regex(texts, "[<|>]")
+        changed = pc.not_equal(pc.utf8_normalize(texts, "NFKC"), texts)
+        suspect = pc.fill_null(pc.or_(marked, changed), False).to_numpy(zero_copy_only=False)
+        for i in np.flatnonzero(suspect):
+            self.template.render(texts[int(i)].as_py(), self.descriptions[desc_ids[i]])
 
 
 def _fill(parts: list[tuple[str, str, str | None]], text: str) -> list[dict[str, str]]:

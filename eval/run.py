@@ -4,7 +4,7 @@ The output folder is a working folder that an interrupted run picks up again:
 
     DIR/eval_config.json      what this eval is (models, adapter fingerprint, texts, styles, seed): written
                               first; a later run with the same settings resumes, other settings are refused
-                              unless --overwrite
+                              unless --overwrite (or no clip was made yet: a failed start blocks nothing)
     DIR/records/<id>.json     one record per clip, written atomically after its wav; gains the scores later
     DIR/clips/<id>.wav        16 kHz clips, and clips/metadata.csv (datasets' audiofolder layout)
     DIR/plots/*.png, DIR/metrics.json, DIR/metrics.csv, DIR/report.html   (final files, each atomic;
@@ -37,7 +37,7 @@ from stylegrpo.audio import SAMPLE_RATE, read_wav, write_wav
 from stylegrpo.errors import StyleGRPOError
 from stylegrpo.outputs import check_output_dir, is_marked, sweep_stale, write_mark
 from stylegrpo.presets import MODEL_FIELDS, Preset
-from stylegrpo.styles import Catalog
+from stylegrpo.styles import Catalog, check_prompt_inputs
 from stylegrpo.texts import read_text_lines
 from stylegrpo.tiny import is_tiny
 
@@ -235,22 +235,40 @@ def prepare_out_dir(out: Path, ident: dict, overwrite: bool) -> bool:
                 + ("choose another --out or pass --overwrite" if is_marked(out) else "choose another --out")
             )
         else:
+            fresh = _nothing_made(out)  # a start that failed before its first clip blocks nothing
             try:
                 old_ident = json.loads(cfg.read_text()).get("identity", {})
-            except (OSError, ValueError) as e:
-                raise StyleGRPOError(f"{cfg}: unreadable ({e}); pass --overwrite to start over") from None
-            diff = _differences(old_ident, ident)
-            if diff:
+            except (OSError, ValueError, AttributeError) as e:
+                if not fresh:
+                    raise StyleGRPOError(f"{cfg}: unreadable ({e}); pass --overwrite to start over") from None
+                old_ident = None
+            diff = _differences(old_ident, ident) if old_ident is not None else ["unreadable"]
+            if not diff:
+                write_mark(out, "eval")  # an eval folder of an earlier version: it is ours
+                return True
+            if not fresh:
                 raise StyleGRPOError(
                     f"--out {out}: holds an eval with different settings ({', '.join(diff)}); pass --overwrite "
                     "to start over, or choose another --out"
                 )
-            write_mark(out, "eval")  # an eval folder of an earlier version: it is ours
-            return True
+            log.info("--out %s: an earlier start stopped before its first clip; starting afresh", out)
     out.mkdir(parents=True, exist_ok=True)
     write_mark(out, "eval")  # --overwrite may replace it later: it is ours
     write_json(cfg, {"identity": ident, "stylegrpo_version": __version__})
     return False
+
+
+def _nothing_made(out: Path) -> bool:
+    """True when ``out`` holds only what a start leaves before its first clip: the config, empty clips/
+    and records/ folders (hidden files aside: the ownership mark, a killed clip's temporary wav)."""
+    for entry in out.iterdir():
+        if entry.name.startswith(".") or entry.name == CONFIG_NAME:
+            continue
+        if entry.name not in (CLIPS_DIR, RECORDS_DIR) or not entry.is_dir() or entry.is_symlink():
+            return False
+        if any(not f.name.startswith(".") for f in entry.iterdir()):
+            return False
+    return True
 
 
 # -- plan -------------------------------------------------------------------------------------------
@@ -533,6 +551,9 @@ def run_eval(
         raise StyleGRPOError("no texts to evaluate")
     if settings.adapter is not None:
         settings.adapter = Path(settings.adapter)
+    # the prompt rule (no control tokens from a text or phrase), before the folder or any model
+    phrases = [settings.catalog.get(s).phrase for s in settings.style_names]
+    check_prompt_inputs(settings.catalog.template, settings.texts, phrases, settings.texts_source)
     out = Path(settings.out)
     resumed = prepare_out_dir(out, identity(settings), settings.overwrite)
     work = Workdir(out)

@@ -346,3 +346,28 @@ def test_interrupted_eval_leaves_no_report_and_resumes(setup, tmp_path, monkeypa
     assert main(argv) == 0
     assert counter.calls == 1  # only the adapter batch was missing
     assert len(_meta(out)) == 2 * N_TEXTS and (out / "report.html").is_file()
+
+
+def test_a_failed_start_does_not_block_the_corrected_command(setup, tmp_path, capsys):
+    """An adapter that is broken in a way only loading finds (it targets layers the policy lacks) fails
+    after the folder is set up; the corrected command, with other settings, then runs without --overwrite."""
+    import shutil
+
+    broken = tmp_path / "broken-adapter"
+    shutil.copytree(setup["adapter"], broken)
+    config = json.loads((broken / "adapter_config.json").read_text())
+    config["target_modules"] = ["no_such_layer"]
+    (broken / "adapter_config.json").write_text(json.dumps(config))
+    out = tmp_path / "eval"
+    first = [*eval_argv(setup, out, "--only-styles", "child", adapter=False), "--adapter", str(broken)]
+    assert main(first) == 2
+    assert "cannot load the adapter" in capsys.readouterr().err
+    assert (out / "eval_config.json").is_file()  # what used to block the next try
+
+    corrected = eval_argv(setup, out, "--only-styles", "child,whispering")  # other adapter, other styles
+    assert main(corrected) == 0
+    assert "new eval" in capsys.readouterr().out
+    assert set(_meta(out)["style"]) == {"child", "whispering"}
+    # once clips exist the folder holds a real eval: other settings are refused as before
+    assert main(eval_argv(setup, out, "--only-styles", "child")) == 2
+    assert "different settings (styles)" in capsys.readouterr().err

@@ -2,7 +2,9 @@
 nothing lost, the adapter folder, samples and per-style logs."""
 
 import json
+import logging
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -116,7 +118,7 @@ class StopAfter(TrainerCallback):
             raise Interrupt
 
 
-def test_interrupt_resume_and_adapter_folder(tmp_path, demo_data, capsys):
+def test_interrupt_resume_and_adapter_folder(tmp_path, demo_data, capsys, caplog):
     from stylegrpo.cli import main as cli_main
 
     common = dict(max_steps=4, save_strategy="steps", save_steps=2, samples_every=2, learning_rate=1e-2)
@@ -147,8 +149,19 @@ def test_interrupt_resume_and_adapter_folder(tmp_path, demo_data, capsys):
     assert cli_main(args) == 2
     assert "--overwrite" in capsys.readouterr().err
 
-    # Resume through the command line: continues from checkpoint-2 to step 4
-    assert cli_main([*args, "--resume_from_checkpoint", "true"]) == 0
+    # Killed while checkpoint-3 was being written: only its adapter is there (no optimizer, no trainer state)
+    partial = out / "checkpoint-3"
+    partial.mkdir()
+    for name in ("adapter_model.safetensors", "adapter_config.json"):
+        shutil.copyfile(out / "checkpoint-2" / name, partial / name)
+
+    # Resume through the command line: skips the partial checkpoint-3, continues from checkpoint-2 to step 4
+    with caplog.at_level(logging.WARNING, logger="training.checkpoints"):
+        assert cli_main([*args, "--resume_from_checkpoint", "true"]) == 0
+    warnings = [r.getMessage() for r in caplog.records]
+    assert any("skipping checkpoint-3" in w for w in warnings)
+    assert any("removing checkpoint-3" in w for w in warnings)
+    assert not partial.exists()  # its steps were redone; it no longer takes a save_total_limit place
     state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["global_step"] == 4
     assert [e["step"] for e in state["log_history"] if "loss" in e] == [1, 2, 3, 4]

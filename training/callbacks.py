@@ -55,9 +55,15 @@ class StyleMetricsCallback(TrainerCallback):
         """Load the history saved with ``checkpoint`` (or rebuild it from its trainer_state.json)."""
         folder = Path(checkpoint)
         saved = folder / STATE_FILENAME
+        history = None
         if saved.is_file():
-            self.history = list(json.loads(saved.read_text())["history"])
-        else:  # a checkpoint from before this callback existed: TRL's log_history has the same values
+            try:
+                history = list(json.loads(saved.read_text())["history"])
+            except (OSError, ValueError, KeyError, TypeError):  # killed while writing it: rebuild below
+                log.warning("%s: unreadable; the per-style history is rebuilt from trainer_state.json", saved)
+        if history is not None:
+            self.history = history
+        else:  # no (whole) state file, e.g. from before this callback existed: TRL's log_history has the values
             state = json.loads((folder / "trainer_state.json").read_text())
             self.history = [
                 {"step": e["step"], **style_keys(e)} for e in state.get("log_history", []) if style_keys(e)
@@ -100,7 +106,9 @@ class StyleMetricsCallback(TrainerCallback):
             return
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if folder.is_dir():
-            (folder / STATE_FILENAME).write_text(json.dumps(self.state_dict()))
+            tmp = folder / f".{STATE_FILENAME}.tmp"  # whole or absent: a kill mid-write leaves no torn file
+            tmp.write_text(json.dumps(self.state_dict()))
+            os.replace(tmp, folder / STATE_FILENAME)
 
     def last_by_style(self) -> dict[str, dict[str, float]]:
         """The latest value of each per-style metric, grouped by style (for the model card)."""

@@ -13,7 +13,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 # The demo runs offline with the tiny twins; real presets need the hub and a GPU.
 SG := HF_HUB_OFFLINE=1 $(VENV)/bin/stylegrpo
 
-.PHONY: install sysdeps demo test lint format clean bench
+.PHONY: install sysdeps demo test lint format clean bench gpu-check
 
 install: $(STAMP)
 
@@ -64,6 +64,11 @@ bench: install
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_build.py
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_scorers.py
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_grpo.py
+
+# The real GPU path on a CUDA machine without hub access: full-size random models, judges fp32 vs bf16, GRPO
+# steps of the 24 GB recipes; figures in gpu_check.json (bench/gpu_check.sh --dry-run checks it on a CPU).
+gpu-check: install
+	bench/gpu_check.sh --out gpu_check.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

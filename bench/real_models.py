@@ -66,9 +66,15 @@ def config_for(spec: str, scale: str, **overrides: Any) -> Any:
 
 
 def save_real_models(
-    folder: Path, scale: str = "full", dtype: Any = None, kinds: tuple[str, ...] = tuple(SPECS)
+    folder: Path,
+    scale: str = "full",
+    dtype: Any = None,
+    kinds: tuple[str, ...] = tuple(SPECS),
+    device: str = "cpu",
 ) -> dict[str, str]:
-    """Save random-weight models of the real architectures into ``folder``; returns kind -> folder."""
+    """Save random-weight models of the real architectures into ``folder``; returns kind -> folder.
+
+    ``device`` is where the random weights are initialised (``cuda`` is much faster for full sizes)."""
     import torch
     from transformers import (
         AutoTokenizer,
@@ -95,6 +101,11 @@ def save_real_models(
         model.save_pretrained(path)
         processor.save_pretrained(path)
         specs[kind] = str(path)
+        del model
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+    init = torch.device(device)
 
     if "policy" in kinds:
         # Policy: the tiny tokenizer widened to all 65,536 speech tokens (their ids differ from the real ones;
@@ -105,12 +116,16 @@ def save_real_models(
         assert all(t in tok.get_vocab() for t in LLASA_SPECIAL_TOKENS) and len(tok) <= A.LLASA_VOCAB
         end = tok.convert_tokens_to_ids("<|SPEECH_GENERATION_END|>")
         cfg = config_for(POLICY, scale, bos_token_id=tok.bos_token_id, eos_token_id=end, pad_token_id=None)
-        save("policy", A.model_class(POLICY)(cfg).to(dtype), tok)
+        with init:
+            model = A.model_class(POLICY)(cfg).to(dtype)
+        save("policy", model, tok)
 
     if "codec" in kinds:
         # Codec: fp32 like stylegrpo.codec; the tiny twin's feature extractor (encode() only)
-        codec = A.model_class(A.XCODEC2)(config_for(A.XCODEC2, scale))
+        with init:
+            codec = A.model_class(A.XCODEC2)(config_for(A.XCODEC2, scale))
         codec.save_pretrained(folder / "codec")
+        del codec
         _copy_processor_files(resolve_model("tiny:xcodec2"), folder / "codec")
         specs["codec"] = str(folder / "codec")
 
@@ -122,7 +137,9 @@ def save_real_models(
             feature_size=f.mel_bins, sampling_rate=f.sample_rate, truncation="rand_trunc", padding="repeatpad"
         )
         cfg = config_for(A.CLAP, scale, text={"pad_token_id": tiny_clap.tokenizer.pad_token_id})
-        save("clap", A.model_class(A.CLAP)(cfg).to(dtype), ClapProcessor(fe, tiny_clap.tokenizer))
+        with init:
+            model = A.model_class(A.CLAP)(cfg).to(dtype)
+        save("clap", model, ClapProcessor(fe, tiny_clap.tokenizer))
 
     if "asr" in kinds:
         # Parakeet CTC: the real feature extractor (80 mel bins, 16 kHz); the tiny tokenizer, vocab 1,025
@@ -130,7 +147,9 @@ def save_real_models(
         f = A.FEATURES[A.PARAKEET]
         fe = ParakeetFeatureExtractor(feature_size=f.mel_bins, sampling_rate=f.sample_rate)
         cfg = config_for(A.PARAKEET, scale, pad_token_id=tiny_asr.tokenizer.pad_token_id)
-        save("asr", A.model_class(A.PARAKEET)(cfg).to(dtype), ParakeetProcessor(fe, tiny_asr.tokenizer))
+        with init:
+            model = A.model_class(A.PARAKEET)(cfg).to(dtype)
+        save("asr", model, ParakeetProcessor(fe, tiny_asr.tokenizer))
 
     if "whisper" in kinds:
         # Whisper: the real feature extractor (128 mel bins, 30 s); the tiny tokenizer's special-token ids
@@ -146,7 +165,9 @@ def save_real_models(
             eos_token_id=wt.eos_token_id,
         )
         fe = WhisperFeatureExtractor(feature_size=f.mel_bins, sampling_rate=f.sample_rate)
-        save("whisper", A.model_class(A.WHISPER)(cfg).to(dtype), WhisperProcessor(fe, wt))
+        with init:
+            model = A.model_class(A.WHISPER)(cfg).to(dtype)
+        save("whisper", model, WhisperProcessor(fe, wt))
     return specs
 
 

@@ -200,9 +200,8 @@ def load_prompt_dataset(path: str, split: str, catalog: Any, max_samples: int | 
             f"{folder}: style(s) {shown} are not in the catalog {catalog.path}; pass the styles "
             "file the dataset was built with (--styles FILE)"
         )
-    check_prompt_rows(
-        ds, catalog, folder, split
-    )  # prompts, texts, descriptions: ours (training/prompt_checks.py)
+    # prompts, texts and descriptions are the catalog's own (training/prompt_checks.py)
+    check_prompt_rows(ds, catalog, folder, split)
     return ds
 
 

@@ -36,7 +36,7 @@ _PLACEHOLDER_RE = re.compile(r"\{style\}|\{text\}")
 _ANY_PLACEHOLDER_RE = re.compile(r"\{(?:style|text|description)\}")  # the template's placeholders
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _TOP_KEYS = {"prompt", "styles"}
-_STYLE_KEYS = {"name", "phrase", "descriptions", "targets"}
+_STYLE_KEYS = {"name", "phrase", "descriptions", "targets", "quality"}
 _PROMPT_KEYS = {"user", "style", "assistant"}
 
 
@@ -184,12 +184,29 @@ def _excerpt(value: str, at: int) -> str:
     return repr(("..." if lo > 0 else "") + piece + ("..." if hi < len(value) else ""))
 
 
+# The `quality:` block of a style: how the `clean` reward (DNSMOS BAK) treats it. Keys -> meaning.
+QUALITY_KEYS = {"clean": "false: no clean reward for this style", "bak_target": "BAK counted fully clean"}
+DEFAULT_BAK_TARGET = 4.0  # DNSMOS BAK of clean read speech is ~3.9-4.1 (espeak-ng clean: 3.90)
+BAK_TARGET_RANGE = (1.5, 5.0)  # BAK is a 1-5 opinion scale; below 1.5 even heavy noise would count as clean
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    """A style's `quality:` block: ``clean`` False opts the style out of the clean reward (every clip of
+    it gets the same value, so it moves nothing); ``bak_target`` is the DNSMOS BAK at and above which a
+    clip counts as fully clean (lower for a style that is legitimately breathy, e.g. whispering)."""
+
+    clean: bool = True
+    bak_target: float = DEFAULT_BAK_TARGET
+
+
 @dataclass(frozen=True)
 class Style:
     name: str
     phrase: str
     descriptions: tuple[str, ...]
     targets: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    quality: QualitySettings = field(default_factory=QualitySettings)
 
 
 @dataclass(frozen=True)
@@ -366,7 +383,37 @@ def _parse_style(raw: Any, index: int, path: Path, line: int) -> Style:
             raise CatalogError(f"{where} is empty or not a string")
         _check_no_placeholder(d, where)
     targets = _parse_targets(raw.get("targets"), path, label, line_of(raw, "targets"))
-    return Style(name, phrase.strip(), tuple(d.strip() for d in descs), targets)
+    quality = _parse_quality(raw.get("quality"), path, label, line_of(raw, "quality"))
+    return Style(name, phrase.strip(), tuple(d.strip() for d in descs), targets, quality)
+
+
+def _parse_quality(raw: Any, path: Path, label: str, line: int) -> QualitySettings:
+    if raw is None:
+        return QualitySettings()
+    if not isinstance(raw, dict):
+        raise CatalogError(
+            f"{at(path, line)}: {label}: field 'quality' must be a mapping, e.g. {{clean: false}} or "
+            "{bak_target: 2.5}"
+        )
+    _check_keys(raw, set(QUALITY_KEYS), path, f"{label}: quality")
+    clean = raw.get("clean", True)
+    if not isinstance(clean, bool):
+        raise CatalogError(
+            f"{at(path, line_of(raw, 'clean'))}: {label}: quality.clean must be true or false, got {quote(clean)}"
+        )
+    target = raw.get("bak_target", DEFAULT_BAK_TARGET)
+    lo, hi = BAK_TARGET_RANGE
+    if (
+        not isinstance(target, (int, float))
+        or isinstance(target, bool)
+        or not math.isfinite(target)
+        or not lo <= target <= hi
+    ):
+        raise CatalogError(
+            f"{at(path, line_of(raw, 'bak_target'))}: {label}: quality.bak_target must be a number in "
+            f"[{lo:g}, {hi:g}] (DNSMOS BAK), got {quote(target)}"
+        )
+    return QualitySettings(clean, float(target))
 
 
 def _parse_targets(raw: Any, path: Path, label: str, line: int) -> dict[str, tuple[float, float]]:

@@ -91,7 +91,7 @@ def call(fn, completion_ids, texts, styles, descriptions, metrics=None):
 
 
 def test_registry_and_unknown_names():
-    assert set(REWARD_NAMES) == {"style", "style_contrastive", "cer", "whisper_nll", "acoustic"}
+    assert set(REWARD_NAMES) == {"style", "style_contrastive", "cer", "whisper_nll", "acoustic", "clean"}
     with pytest.raises(StyleGRPOError) as e:
         check_reward_names(["style", "clapp"])
     msg = str(e.value)

@@ -76,7 +76,7 @@ class ScriptArguments:
     )
     rewards: list[str] = field(
         default_factory=lambda: list(DEFAULT_REWARDS),
-        metadata={"help": "reward functions: style, style_contrastive, cer, whisper_nll, acoustic"},
+        metadata={"help": "reward functions: style, style_contrastive, cer, whisper_nll, acoustic, clean"},
     )
     nll_temperature: float = field(
         default=3.0, metadata={"help": "tau of the whisper_nll reward exp(-NLL/tau)"}

@@ -270,3 +270,17 @@ def test_training_refuses_a_dataset_row_with_control_tokens(tmp_path):
         load_prompt_dataset(str(tmp_path / "ds"), "train", catalog)
     msg = str(e.value)
     assert f"{tmp_path / 'ds'}: split 'train' row 1: column 'text'" in msg and "'<|'" in msg
+
+
+def test_training_prompts_of_look_alike_texts_hold_each_token_once(tok):
+    """The training path: dataset messages -> as_text_prompts -> the string TRL tokenizes (with BOS)."""
+    from datasets import Dataset
+
+    from training.grpo import as_text_prompts
+
+    texts = [t for t in BENIGN if t]
+    rows = [{"prompt": TEMPLATE.render(t, "a voice | with a pipe"), "text": t} for t in texts]
+    rendered = as_text_prompts(Dataset.from_list(rows), tok)
+    for row in rendered:
+        ids = tok(row["prompt"])["input_ids"]  # TRL: add_special_tokens=True for string prompts
+        assert special_counts(tok, ids) == expected_counts(tok, "a voice | with a pipe")

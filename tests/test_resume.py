@@ -135,3 +135,30 @@ def test_partial_checkpoints_newer_than_the_resume_point_are_removed(tmp_path):
     assert removed == ["checkpoint-30", "checkpoint-20"]
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint-10", "checkpoint-40", "checkpoint-5"]
     assert discard_partial_checkpoints(out, tmp_path / "elsewhere" / "checkpoint-1") == []
+
+
+def test_a_failed_train_start_does_not_block_the_corrected_command(tmp_path, capsys):
+    """A policy that does not load fails after the output folder is marked; the corrected command then
+    trains there without --overwrite. A folder holding anything a run wrote is still protected."""
+    from pathlib import Path
+
+    from stylegrpo.cli import main
+    from stylegrpo.outputs import MARK_NAME
+    from training.grpo import prepare_output_dir
+    from training.learning_demo import write_demo_data
+
+    styles, dataset = write_demo_data(tmp_path / "demo")
+    out = tmp_path / "run"
+    recipe = Path(__file__).resolve().parent.parent / "training" / "recipes" / "tiny.yaml"
+    argv = ["train", "--config", str(recipe), "--styles", str(styles), "--dataset_path", str(dataset)]
+    argv += ["--output-dir", str(out), "--max_steps", "1", "--rewards", "acoustic", "--reward_weights", "1"]
+    argv += ["--num_generations", "4", "--per_device_train_batch_size", "4", "--max_completion_length", "16"]
+    argv += ["--samples_every", "0", "--save_strategy", "no"]
+    assert main([*argv, "--model_name_or_path", str(tmp_path / "no-such-model")]) == 2
+    assert "no-such-model" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == [MARK_NAME]  # what used to block the next try
+    assert main(argv) == 0
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    # a folder with anything a run wrote is refused as before
+    with pytest.raises(StyleGRPOError, match="--overwrite"):
+        prepare_output_dir(str(out), resume=None, overwrite=False, is_main=True)

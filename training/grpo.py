@@ -142,12 +142,15 @@ def prepare_output_dir(output_dir: str | None, *, resume: str | None, overwrite:
     The folder is marked as ours before anything is written into it (checkpoints come progressively), so
     a later --overwrite may clear it, and a corpus walk skips it.
     """
-    from stylegrpo.outputs import check_output_dir, clear_output_dir, write_mark
+    from stylegrpo.outputs import MARK_NAME, check_output_dir, clear_output_dir, is_marked, write_mark
 
     if not output_dir:
         raise StyleGRPOError("no output folder: set output_dir in the recipe or pass --output-dir DIR")
     out = Path(output_dir)
-    if resume is None:
+    # a start that failed before training wrote anything (e.g. a policy that does not load) leaves only
+    # the mark: that blocks nothing, the corrected command starts there without --overwrite
+    failed_start = out.is_dir() and is_marked(out) and all(p.name == MARK_NAME for p in out.iterdir())
+    if resume is None and not failed_start:
         # raises unless empty, missing, or --overwrite of a folder carrying stylegrpo's mark
         check_output_dir(out, overwrite, option="--output-dir")
         if overwrite and is_main and out.is_dir() and any(out.iterdir()):

@@ -75,7 +75,10 @@ def test_unknown_keys(tmp_path):
         tmp_path,
         GOOD.replace("    phrase: a man whispering", "    phrase: a man whispering\n    colour: red"),
     )
-    assert "style #1 'whispering': unknown key(s) colour; allowed: descriptions, name, phrase, quality, targets" in msg
+    assert (
+        "style #1 'whispering': unknown key(s) colour; allowed: descriptions, name, phrase, quality, targets"
+        in msg
+    )
     msg = error(tmp_path, GOOD.replace("loudness_dbfs:", "loudness:"))
     assert "style #1 'whispering': targets: unknown key(s) loudness; allowed:" in msg
     assert "prompt: unknown key(s) system" in error(tmp_path, "prompt:\n  system: x\n" + GOOD)

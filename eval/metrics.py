@@ -3,7 +3,8 @@
 A clip record is a flat dict (one row of ``clips/metadata.csv``): identity (style, model, item, text,
 seed) plus one column per metric below. ``summarize`` turns the records into one row per style x model x
 metric with the mean, its bootstrap interval, n, and for the adapter the paired difference to the base
-(same item, same seed). ``flag_styles`` marks styles whose intelligibility got worse.
+(same item, same seed). ``flag_styles`` marks styles whose intelligibility got worse; ``gaming_alarms``
+marks styles whose style score rose while quality or intelligibility fell (a policy that games its judge).
 """
 
 from __future__ import annotations
@@ -27,6 +28,15 @@ OVERALL = "ALL"  # the pseudo-style of the overall rows (every clip of every sty
 # interval entirely above 0 (a clear increase), OR when its mean increase exceeds this many CER points
 # (0.05 = 5 percentage points: a worsening a listener notices, even when n is too small to be "significant").
 CER_WORSE_THRESHOLD = 0.05
+# Reward-hacking alarm: a style "looks gamed" when its style score ROSE (a style metric's paired mean
+# difference above STYLE_ROSE_THRESHOLD) while its quality or intelligibility FELL (BAK or OVRL mean
+# difference below -QUALITY_FELL_THRESHOLD MOS, or the CER flag above). Thresholds on the means, not only
+# intervals, so a tiny but "significant" shift on many clips raises no alarm; "clear" when the intervals
+# also exclude 0. This is what the origin saw: CLAP up, reverb in.
+STYLE_ROSE_METRICS = ("style_prob", "clap_similarity")  # the style judges' own numbers
+STYLE_ROSE_THRESHOLD = 0.02  # style probability / CLAP cosine points: a rise larger than run-to-run noise
+QUALITY_FELL_METRICS = ("dnsmos_bak", "dnsmos_ovrl")  # DNSMOS: noise, reverb, codec garbage
+QUALITY_FELL_THRESHOLD = 0.2  # MOS points: 20 dB of added white noise costs ~1.5 BAK, RT60 0.3 s ~0.2
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,38 @@ METRICS: tuple[Metric, ...] = (
         True,
         ".3f",
         "1 inside every acoustic target range of the style, decaying outside; 1 when the style has none",
+    ),
+    Metric(
+        "dnsmos_bak",
+        "DNSMOS BAK",
+        "higher",
+        True,
+        ".2f",
+        "background intrusiveness (noise, reverb), 1-5, higher = cleaner; the clean reward's input",
+    ),
+    Metric(
+        "dnsmos_ovrl",
+        "DNSMOS OVRL",
+        "higher",
+        False,
+        ".2f",
+        "overall quality, 1-5 (rates whispering as poor: read it beside the style)",
+    ),
+    Metric(
+        "dnsmos_sig",
+        "DNSMOS SIG",
+        "higher",
+        False,
+        ".2f",
+        "speech signal distortion, 1-5 (rates whispering as distorted: read it beside the style)",
+    ),
+    Metric(
+        "clean",
+        "clean reward",
+        "higher",
+        False,
+        ".2f",
+        "the clean reward: BAK mapped to [0, 1] against the style's quality target (1 when opted out)",
     ),
     Metric(
         "speaking_rate",
@@ -250,3 +292,61 @@ def flag_styles(rows: Sequence[dict], threshold: float = CER_WORSE_THRESHOLD) ->
                 }
             )
     return flags
+
+
+def _interval(r: dict) -> stats.Interval:
+    return stats.Interval(r["diff_mean"], r["diff_ci_low"], r["diff_ci_high"], r["diff_n"])
+
+
+def gaming_alarms(
+    rows: Sequence[dict],
+    cer_flags: Sequence[dict] = (),
+    *,
+    style_threshold: float = STYLE_ROSE_THRESHOLD,
+    quality_threshold: float = QUALITY_FELL_THRESHOLD,
+) -> list[dict]:
+    """Styles whose style score rose while quality or intelligibility fell; each alarm says why in words.
+
+    ``cer_flags`` are ``flag_styles``'s flags (intelligibility worse). Each alarm: style, rose (reasons the
+    style score rose), fell (reasons quality or intelligibility fell), severity ("clear" when both sides'
+    intervals exclude 0, else "possible").
+    """
+    by_style: dict[str, dict[str, dict]] = {}
+    for r in rows:
+        if r["model"] == ADAPTER and r["diff_n"]:
+            by_style.setdefault(r["style"], {})[r["metric"]] = r
+    cer_by_style = {f["style"]: f for f in cer_flags}
+    alarms = []
+    for style, mets in by_style.items():
+        rose, fell, clear_rose, clear_fell = [], [], False, False
+        for name in STYLE_ROSE_METRICS:
+            if name not in mets:
+                continue
+            iv = _interval(mets[name])
+            if iv.mean > style_threshold:
+                clear_rose |= stats.excludes_zero(iv) > 0
+                rose.append(
+                    f"{METRIC_BY_NAME[name].label} rose by {iv.mean:+.3f} [{iv.low:+.3f}, {iv.high:+.3f}]"
+                )
+        for name in QUALITY_FELL_METRICS:
+            if name not in mets:
+                continue
+            iv = _interval(mets[name])
+            if iv.mean < -quality_threshold:
+                clear_fell |= stats.excludes_zero(iv) < 0
+                fell.append(
+                    f"{METRIC_BY_NAME[name].label} fell by {iv.mean:+.2f} [{iv.low:+.2f}, {iv.high:+.2f}]"
+                )
+        if style in cer_by_style:
+            clear_fell |= cer_by_style[style].get("severity") == "clear"
+            fell.append("intelligibility fell: " + "; ".join(cer_by_style[style]["reasons"]))
+        if rose and fell:
+            alarms.append(
+                {
+                    "style": style,
+                    "rose": rose,
+                    "fell": fell,
+                    "severity": "clear" if clear_rose and clear_fell else "possible",
+                }
+            )
+    return alarms

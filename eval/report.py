@@ -15,7 +15,18 @@ from string import Template
 
 from stylegrpo.styles import TARGET_FIELDS, Catalog
 
-from .metrics import ADAPTER, BASE, CER_WORSE_THRESHOLD, KEY_METRICS, METRICS, OVERALL, Metric, find_row
+from .metrics import (
+    ADAPTER,
+    BASE,
+    CER_WORSE_THRESHOLD,
+    KEY_METRICS,
+    METRICS,
+    OVERALL,
+    QUALITY_FELL_THRESHOLD,
+    STYLE_ROSE_THRESHOLD,
+    Metric,
+    find_row,
+)
 
 REPORT_NAME = "report.html"
 TINY_WARNING = (
@@ -30,9 +41,16 @@ SUMMARY_METRICS = (
     "wer",
     "whisper_nll",
     "target_score",
+    "dnsmos_bak",
     "no_speech",
 )
-CLIP_SCORES = (("cer", "CER"), ("clap_similarity", "CLAP"), ("style_prob", "p(style)"), ("duration_s", "s"))
+CLIP_SCORES = (
+    ("cer", "CER"),
+    ("clap_similarity", "CLAP"),
+    ("style_prob", "p(style)"),
+    ("dnsmos_bak", "BAK"),
+    ("duration_s", "s"),
+)
 
 _PAGE = Template("""<!DOCTYPE html>
 <html lang="en">
@@ -204,8 +222,15 @@ def _overall_table(rows: Sequence[Mapping]) -> str:
     )
 
 
-def _style_table(rows: Sequence[Mapping], styles: Sequence[str], flagged: Mapping[str, str]) -> str:
-    """``flagged``: style -> flag severity ("clear" or "large", see metrics.flag_styles)."""
+def _style_table(
+    rows: Sequence[Mapping],
+    styles: Sequence[str],
+    flagged: Mapping[str, str],
+    gamed: Mapping[str, str] | None = None,
+) -> str:
+    """``flagged``: style -> flag severity ("clear" or "large", see metrics.flag_styles); ``gamed``: style ->
+    alarm severity (metrics.gaming_alarms)."""
+    gamed = gamed or {}
     models = _models(rows)
     mets = [m for m in KEY_METRICS + tuple(METRICS) if m.name in SUMMARY_METRICS]
     mets = list(dict.fromkeys(mets))
@@ -228,6 +253,12 @@ def _style_table(rows: Sequence[Mapping], styles: Sequence[str], flagged: Mappin
                 else "large mean CER rise; interval includes 0"
             )
             flag = f'<span class="d-bad" title="{tip}">&#9888; CER worse{"" if clear else "?"}</span>'
+        if style in gamed:
+            sure = gamed[style] == "clear"
+            flag += (
+                f' <a class="d-bad" href="#listen-{_e(style)}" title="style score rose while quality or '
+                f'intelligibility fell">&#9888; gamed{"" if sure else "?"}</a>'
+            )
         name = "all styles" if style == OVERALL else style
         body.append(f"<tr><th>{_e(name)} {flag}</th>{''.join(cells)}</tr>")
     legend = " &rarr; ".join(f'<span class="sw" style="background:var(--{m})"></span>{m}' for m in models)
@@ -252,6 +283,34 @@ def _flags_html(flags: Sequence[Mapping], has_pairs: bool) -> str:
         for f in flags
     )
     return f'<div id="flags">{items}</div>'
+
+
+def _alarm_text(a: Mapping) -> str:
+    """One alarm in words: which style, what rose, what fell."""
+    where = "all styles together" if a["style"] == OVERALL else a["style"]
+    sure = "looks gamed" if a.get("severity") == "clear" else "may be gaming its judge"
+    return (
+        f"{where} {sure}: its style score rose ({'; '.join(a['rose'])}) while quality or intelligibility "
+        f"fell ({'; '.join(a['fell'])}). The style judge may be rewarding an artefact (noise, reverb, "
+        "garbled speech) rather than the style: listen to its clips."
+    )
+
+
+def _alarms_html(alarms: Sequence[Mapping], has_pairs: bool) -> str:
+    if not has_pairs:
+        return ""
+    if not alarms:
+        return (
+            '<p class="ok" id="no-alarms">No style looks gamed: no style score rose while DNSMOS quality '
+            "(BAK, OVRL) or intelligibility (CER) fell.</p>"
+        )
+    items = "".join(
+        f'<div class="flag alarm"><b>&#9888; reward hacking?</b> {_e(_alarm_text(a))} '
+        + (f'<a href="#listen-{_e(a["style"])}">Listen</a>' if a["style"] != OVERALL else "")
+        + "</div>"
+        for a in alarms
+    )
+    return f'<div id="alarms">{items}</div>'
 
 
 def _figure(src: str, caption: str, wide: bool = False) -> str:
@@ -322,8 +381,11 @@ def _clip_cell(rec: Mapping | None) -> str:
     return f'<td>{player}<div class="scores">{scores}{heard_html}{badge}</div>{hyp_html}</td>'
 
 
-def _listen_html(records: Sequence[Mapping], catalog: Catalog, styles: Sequence[str]) -> str:
+def _listen_html(
+    records: Sequence[Mapping], catalog: Catalog, styles: Sequence[str], alarms: Sequence[Mapping] = ()
+) -> str:
     models = [m for m in (BASE, ADAPTER) if any(r["model"] == m for r in records)]
+    alarm_by_style = {a["style"]: a for a in alarms}
     index = {(r["style"], r["model"], r["item"]): r for r in records}
     parts = []
     for style in styles:
@@ -346,7 +408,12 @@ def _listen_html(records: Sequence[Mapping], catalog: Catalog, styles: Sequence[
             f'<div class="card style-listen" id="listen-{_e(style)}"><h3>{_e(style)}</h3>'
             f'<p class="sub">phrase in the prompt: <span class="phrase">“{_e(s.phrase)}”</span> · '
             f"acoustic targets: {_e(targets)}</p>"
-            f'<table class="listen"><colgroup><col class="idx"><col class="text">{cols}</colgroup>'
+            + (
+                f'<div class="flag alarm">&#9888; {_e(_alarm_text(alarm_by_style[style]))}</div>'
+                if style in alarm_by_style
+                else ""
+            )
+            + f'<table class="listen"><colgroup><col class="idx"><col class="text">{cols}</colgroup>'
             f"<thead><tr><th>#</th><th>text</th>{head}</tr></thead><tbody>{''.join(rows_html)}</tbody></table></div>"
         )
     toc = " ".join(f'<a href="#listen-{_e(s)}">{_e(s)}</a>' for s in styles)
@@ -400,6 +467,7 @@ def render_report(
     confusion: Mapping[str, Mapping],
     tiny: bool,
     generated: datetime | None = None,
+    alarms: Sequence[Mapping] = (),
 ) -> str:
     """The report page as a string. ``plots`` maps a plot key to its path relative to the report:
     ``diff``, ``bars:<metric>``, ``confusion:<model>``, ``training``."""
@@ -459,7 +527,9 @@ def render_report(
         f"Intervals: percentile bootstrap of the mean, {config.get('bootstrap_resamples')} resamples, seed "
         f"{config.get('bootstrap_seed')}; differences: paired bootstrap over items (same text, same seed). "
         f"A style is flagged when its CER difference interval lies entirely above 0 or its mean CER rises by more "
-        f"than {CER_WORSE_THRESHOLD:.2f}. Files: <a href='metrics.json'>metrics.json</a>, "
+        f"than {CER_WORSE_THRESHOLD:.2f}. A style looks gamed when a style score (style probability or CLAP "
+        f"similarity) rose by more than {STYLE_ROSE_THRESHOLD:.2f} on average while DNSMOS BAK or OVRL fell "
+        f"by more than {QUALITY_FELL_THRESHOLD:.1f} or CER was flagged as worse. Files: <a href='metrics.json'>metrics.json</a>, "
         f"<a href='metrics.csv'>metrics.csv</a>, <a href='clips/metadata.csv'>clips/metadata.csv</a>."
         + (f" <b>{_e(TINY_WARNING)}</b>" if tiny else "")
     )
@@ -469,13 +539,19 @@ def render_report(
         warning=warning,
         nav_training='<a href="#training">training</a>' if training else "",
         setup=_setup_html(config, n_clips, failures),
-        flags=_flags_html(flags, BASE in models and ADAPTER in models),
+        flags=_flags_html(flags, BASE in models and ADAPTER in models)
+        + _alarms_html(alarms, BASE in models and ADAPTER in models),
         overall=_overall_table(rows),
-        style_table=_style_table(rows, styles, {f["style"]: f.get("severity", "clear") for f in flags}),
+        style_table=_style_table(
+            rows,
+            styles,
+            {f["style"]: f.get("severity", "clear") for f in flags},
+            {a["style"]: a.get("severity", "clear") for a in alarms},
+        ),
         plots="".join(plot_parts) or '<p class="sub">No plots.</p>',
         confusion=f'<div class="plots">{"".join(conf_parts)}</div>' if conf_parts else "",
         training=training,
-        listen=_listen_html(records, catalog, styles),
+        listen=_listen_html(records, catalog, styles, alarms),
         details=_details_html(rows, styles),
         footer=footer,
     )

@@ -23,7 +23,16 @@ from stylegrpo.styles import Catalog
 
 from . import confusion as conf
 from . import plots, stats
-from .metrics import ADAPTER, BASE, KEY_METRICS, METRIC_BY_NAME, METRICS, flag_styles, summarize
+from .metrics import (
+    ADAPTER,
+    BASE,
+    KEY_METRICS,
+    METRIC_BY_NAME,
+    METRICS,
+    flag_styles,
+    gaming_alarms,
+    summarize,
+)
 from .report import REPORT_NAME, render_report
 
 log = logging.getLogger(__name__)
@@ -188,6 +197,7 @@ def write_results(
 
     rows = summarize(records, styles, n_resamples=n_resamples, seed=bootstrap_seed)
     flags = flag_styles(rows)
+    alarms = gaming_alarms(rows, flags)
     confusion = confusion_summary(records, catalog.names)
     metrics = {
         "tiny": tiny,
@@ -197,6 +207,7 @@ def write_results(
         "metrics": [{"name": m.name, "label": m.label, "better": m.better, "help": m.help} for m in METRICS],
         "rows": rows,
         "flags": flags,
+        "alarms": alarms,
         "confusion": confusion,
         "failures": failure_counts(records, styles),
     }
@@ -206,6 +217,8 @@ def write_results(
         r["model"] == ADAPTER and r["metric"] == "cer" and any(f["style"] == r["style"] for f in flags)
         for r in rows
     ]
+    gamed = {a["style"] for a in alarms}
+    frame["flag_gamed"] = [r["model"] == ADAPTER and r["style"] in gamed for r in rows]
     write_csv(out / "metrics.csv", frame)
     write_json(out / "metrics.json", metrics)
 
@@ -231,6 +244,7 @@ def write_results(
         styles=styles,
         rows=rows,
         flags=flags,
+        alarms=alarms,
         records=records,
         plots=plot_paths,
         confusion=confusion,

@@ -22,6 +22,7 @@ import gc
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -421,6 +422,7 @@ class Judges:
         from stylegrpo.presets import resolve_device
         from stylegrpo.scorers.asr import AsrScorer
         from stylegrpo.scorers.clap import ClapScorer, candidates_from_catalog
+        from stylegrpo.scorers.quality import QualityScorer
         from stylegrpo.scorers.whisper_nll import WhisperNllScorer
 
         device = resolve_device(settings.device)
@@ -429,6 +431,7 @@ class Judges:
         self.clap = ClapScorer(p.clap, device, **kw)
         self.asr = AsrScorer(p.asr, device, **kw)
         self.whisper = WhisperNllScorer(p.whisper, device, **kw)
+        self.quality = QualityScorer(device=device)  # DNSMOS: real weights in every preset (batch: its own)
         self.candidates = candidates_from_catalog(settings.catalog)  # every catalog style competes
         self.names = list(self.candidates)
 
@@ -443,6 +446,7 @@ class Judges:
         nll = self.whisper.nll(wavs, texts)
         measures = acoustic.measure_batch(wavs, texts)
         targets = [dict(catalog.get(r["style"]).targets) for r in records]
+        quality = self.quality.scores(wavs)
         out = []
         for k, r in enumerate(records):
             own = self.names.index(r["style"])
@@ -469,11 +473,23 @@ class Judges:
                     "whisper_nll": float(nll[k]),
                     "target_score": float(acoustic.target_score(m, targets[k])),
                     **{f"target_{f}": float(v) for f, v in acoustic.field_scores(m, targets[k]).items()},
+                    **_quality_dict(quality[k], catalog.get(r["style"]).quality, no_speech),
                     "no_speech": bool(no_speech),
                     "scored": True,  # the record is complete (resume skips it)
                 }
             )
         return out
+
+
+def _quality_dict(q: Any, settings: Any, no_speech: bool) -> dict[str, float]:
+    """DNSMOS columns of a clip and its clean reward; NaN for a clip with no speech (DNSMOS rates
+    silence as a clean background: BAK ~3.5, which would flatter a model that says nothing)."""
+    from stylegrpo.scorers.quality import clean_score
+
+    if no_speech:
+        return {"dnsmos_sig": math.nan, "dnsmos_bak": math.nan, "dnsmos_ovrl": math.nan, "clean": math.nan}
+    clean = clean_score(q.bak, settings.bak_target) if settings.clean else 1.0
+    return {"dnsmos_sig": q.sig, "dnsmos_bak": q.bak, "dnsmos_ovrl": q.ovrl, "clean": clean}
 
 
 def _measures_dict(m: Any) -> dict[str, float]:

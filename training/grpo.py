@@ -108,11 +108,18 @@ class ScriptArguments:
             "rate: drop (default), refuse (error) or keep; train reports the counts per style either way"
         },
     )
-    judge_dtype: str = field(
+    asr_dtype: str = field(
         default="auto",
         metadata={
-            "help": "dtype of the ASR (Parakeet) and Whisper NLL judges: auto (each judge's measured default), "
-            "float32 or bfloat16; CLAP always runs fp32"
+            "help": "dtype of the Parakeet ASR judge: auto (its default, stylegrpo.scorers.asr.ASR_DTYPE), "
+            "float32 or bfloat16"
+        },
+    )
+    whisper_dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "dtype of the Whisper NLL judge: auto (its default, stylegrpo.scorers.whisper_nll."
+            "WHISPER_DTYPE), float32 or bfloat16"
         },
     )
 
@@ -362,6 +369,8 @@ def build_trainer(
         whisper=preset.whisper,
         device=judge_device,
         batch_size=script_args.judge_batch_size,
+        asr_dtype=script_args.asr_dtype,
+        whisper_dtype=script_args.whisper_dtype,
     )
     ctx = RewardContext(
         cache,

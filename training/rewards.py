@@ -26,7 +26,13 @@ style is exact), ``reward_by_style/<style>`` (the weighted sum of all rewards), 
 (the measured property a style targets), ``guards/<flag>`` (share of completions failing each guard),
 ``guarded/<style>`` (share failing any guard), ``duration_s/<style>`` (seconds of speech codes),
 ``quality/<sig|bak|ovrl>/<style>`` (DNSMOS of the clips the clean reward scored),
-``timing/decode_s`` and ``timing/reward/<name>_s``.
+``timing/decode_s`` and ``timing/reward/<name>_s``; once a batch's weighted rewards are complete, the
+diagnostics of training/diagnostics.py: ``tradeoff/<a>~<b>/<style>`` (within-group Spearman of two
+rewards) and ``dominance/<name>/<style>`` (share of the within-group variance of the weighted total);
+``asr_hallucinated/<style>`` (share of scored clips whose transcript is an ASR freak-out: their CER reward
+is None, so TRL leaves them out of the CER term) and, with ``drop_group_cer_above``, ``dropped/<style>``
+(share of completions in groups whose best CER is still above it: every reward is None for them, TRL gives
+them no advantage).
 """
 
 from __future__ import annotations
@@ -270,11 +276,16 @@ class Judges:
         device: Any = "cpu",
         batch_size: int = 16,
         dtype: Any = None,
+        asr_dtype: Any = None,
+        whisper_dtype: Any = None,
     ):
         self.specs = {"clap": clap, "asr": asr, "whisper": whisper, "quality": quality}
         self.device = device
         self.batch_size = batch_size
         self.dtype = dtype
+        # per judge (recipe keys asr_dtype / whisper_dtype); None or "auto": the judge's own default dtype
+        self.asr_dtype = dtype if asr_dtype in (None, "auto") else asr_dtype
+        self.whisper_dtype = dtype if whisper_dtype in (None, "auto") else whisper_dtype
 
     @cached_property
     def clap(self) -> Any:
@@ -288,14 +299,16 @@ class Judges:
     def asr(self) -> Any:
         from stylegrpo.scorers.asr import AsrScorer
 
-        return AsrScorer(self.specs["asr"], device=self.device, batch_size=self.batch_size, dtype=self.dtype)
+        return AsrScorer(
+            self.specs["asr"], device=self.device, batch_size=self.batch_size, dtype=self.asr_dtype
+        )
 
     @cached_property
     def whisper(self) -> Any:
         from stylegrpo.scorers.whisper_nll import WhisperNllScorer
 
         return WhisperNllScorer(
-            self.specs["whisper"], device=self.device, batch_size=self.batch_size, dtype=self.dtype
+            self.specs["whisper"], device=self.device, batch_size=self.batch_size, dtype=self.whisper_dtype
         )
 
     @cached_property
@@ -325,12 +338,16 @@ class RewardContext:
         *,
         weights: Mapping[str, float] | None = None,
         nll_temperature: float = 3.0,
+        normalize: bool = True,
+        drop_group_cer_above: float | None = None,
     ):
         self.cache = cache
         self.judges = judges
         self.catalog = catalog
         self.weights = dict(weights or {})
         self.nll_temperature = nll_temperature
+        self.normalize = normalize  # rewards normalised per group before the sum (normalize_then_sum)
+        self.drop_group_cer_above = drop_group_cer_above  # None: never drop a group
         self.timings: dict[str, list[float]] = {}  # reward name -> seconds per call (bench reads these)
 
     def targets(self, style: str | None) -> Mapping[str, tuple[float, float]]:
@@ -359,12 +376,64 @@ class RewardContext:
             return
         log_metric(f"timing/reward/{name}_s", elapsed)
         for style, value in zip(batch.styles, values, strict=True):
-            log_metric(style_metric(f"rewards/{name}", style), value)
+            if value is not None:  # None: left out of this reward (hallucinated transcript, dropped group)
+                log_metric(style_metric(f"rewards/{name}", style), value)
         # When this call completes the set of weighted rewards of the batch: the weighted total per style
         if not was_complete and self.weights and set(self.weights) <= set(batch.rewards):
             for i, style in enumerate(batch.styles):
-                total = sum(w * batch.rewards[k][i] for k, w in self.weights.items())
-                log_metric(style_metric("reward_by_style", style), total)
+                parts = [(w, batch.rewards[k][i]) for k, w in self.weights.items()]
+                if all(v is None for _, v in parts):
+                    continue  # a dropped completion has no total
+                log_metric(
+                    style_metric("reward_by_style", style), sum(w * v for w, v in parts if v is not None)
+                )
+            self.log_diagnostics(batch, log_metric)
+
+    def group_keys(self, batch: DecodedBatch) -> list[tuple]:
+        """One key per completion: the rollouts of one prompt share it (text, style, description)."""
+        return list(zip(batch.texts, batch.styles, batch.descriptions, strict=True))
+
+    def log_diagnostics(self, batch: DecodedBatch, log_metric: Callable[[str, float], None]) -> None:
+        """Trade-offs and dominance per style, over this batch's groups (see training/diagnostics.py)."""
+        from .diagnostics import groups, tradeoffs, variance_shares
+
+        keys = self.group_keys(batch)
+        by_style: dict[str | None, list[list[int]]] = {}
+        for g in groups(keys):
+            by_style.setdefault(batch.styles[g[0]], []).append(g)
+        rewards = {k: batch.rewards[k] for k in self.weights}
+        numeric = {k: [math.nan if v is None else v for v in vals] for k, vals in rewards.items()}
+        for style, gs in by_style.items():
+            for pair, rhos in tradeoffs(numeric, gs).items():
+                for rho in rhos:  # one value per group: the logged mean is the mean over groups
+                    log_metric(style_metric(f"tradeoff/{pair}", style), rho)
+            for name, share in variance_shares(rewards, self.weights, gs, normalize=self.normalize).items():
+                if math.isfinite(share):
+                    log_metric(style_metric(f"dominance/{name}", style), share)
+
+    def dropped(self, batch: DecodedBatch, log_metric: Callable[[str, float], None] | None) -> set[int]:
+        """Completions in groups whose best CER is above ``drop_group_cer_above`` (computed once a batch)."""
+        if self.drop_group_cer_above is None:
+            return set()
+
+        def compute() -> set[int]:
+            from .diagnostics import groups
+
+            idx = batch.valid
+            cers = np.ones(len(batch))  # guarded clips count as CER 1
+            rates, flags = _asr_rates(self, batch, idx)
+            for i, r, f in zip(idx, rates, flags, strict=True):
+                cers[i] = 1.0 if f else min(max(r.cer, 0.0), 1.0)
+            out = set()
+            for g in groups(self.group_keys(batch)):
+                if min(cers[g]) > self.drop_group_cer_above:
+                    out.update(g)
+            if log_metric is not None:
+                for i, style in enumerate(batch.styles):
+                    log_metric(style_metric("dropped", style), float(i in out))
+            return out
+
+        return batch.shared("dropped", compute)
 
 
 class AudioReward:
@@ -410,6 +479,7 @@ class AudioReward:
         rewards = np.full(n, self.minimum, dtype=np.float64)
         t0 = time.perf_counter()
         idx = batch.valid
+        left_out: set[int] = set()
         if idx:
             values = np.asarray(self.score(batch, idx, kwargs), dtype=np.float64).reshape(-1)
             if values.shape[0] != len(idx):
@@ -417,13 +487,20 @@ class AudioReward:
             # Never NaN into the loss: a non-finite score is the lowest reward
             values = np.where(np.isfinite(values), np.clip(values, self.minimum, self.maximum), self.minimum)
             rewards[idx] = values
-        out = [float(r) for r in rewards]
+            left_out = self.left_out(batch, idx)
+        left_out |= self.ctx.dropped(batch, log_metric)
+        # None = "not applicable" for TRL: left out of this reward's group statistics, no advantage from it
+        out: list[Any] = [None if i in left_out else float(r) for i, r in enumerate(rewards)]
         self.ctx.report(self.name, batch, out, time.perf_counter() - t0, log_metric)
         return out
 
     def score(self, batch: DecodedBatch, idx: list[int], columns: Mapping[str, Any]) -> Sequence[float]:
         """Rewards of the completions ``idx`` (all passed the guards), in that order."""
         raise NotImplementedError
+
+    def left_out(self, batch: DecodedBatch, idx: list[int]) -> set[int]:
+        """Completions (of ``idx``) this reward cannot judge: their value becomes None. None by default."""
+        return set()
 
 
 def _column(kwargs: Mapping[str, Any], name: str, n: int, reward: str) -> list[Any]:
@@ -438,6 +515,20 @@ def _column(kwargs: Mapping[str, Any], name: str, n: int, reward: str) -> list[A
             f"reward {reward!r}: column {name!r} has {len(values)} values for {n} completions"
         )
     return list(values)
+
+
+def _asr_rates(ctx: RewardContext, batch: DecodedBatch, idx: list[int]) -> tuple[list[Any], list[str | None]]:
+    """ASR error rates of the valid clips and each one's hallucination kind (None: a plausible
+    transcript), computed once per batch for the CER reward and the group drop."""
+
+    def compute() -> tuple[list[Any], list[str | None]]:
+        from stylegrpo.scorers.hallucination import detect
+
+        rates = ctx.judges.asr.error_rates([batch.wavs[i] for i in idx], [batch.texts[i] for i in idx])
+        flags = [detect(r.hypothesis, batch.texts[i], batch.wavs[i]) for r, i in zip(rates, idx, strict=True)]
+        return rates, flags
+
+    return batch.shared("asr", compute)
 
 
 def _clap_audio(ctx: RewardContext, batch: DecodedBatch, idx: list[int]) -> np.ndarray:
@@ -506,8 +597,18 @@ class CerReward(AudioReward):
     name = "cer"
 
     def score(self, batch: DecodedBatch, idx: list[int], columns: Mapping[str, Any]) -> Sequence[float]:
-        rates = self.ctx.judges.asr.error_rates([batch.wavs[i] for i in idx], [batch.texts[i] for i in idx])
+        rates, flags = _asr_rates(self.ctx, batch, idx)
+        log_metric = columns.get("log_metric")
+        if log_metric is not None:
+            for i, f in zip(idx, flags, strict=True):  # one value per scored clip: the mean is the share
+                log_metric(style_metric("asr_hallucinated", batch.styles[i]), float(f is not None))
         return [1.0 - min(max(r.cer, 0.0), 1.0) for r in rates]
+
+    def left_out(self, batch: DecodedBatch, idx: list[int]) -> set[int]:
+        """Clips whose transcript is an ASR freak-out (stylegrpo.scorers.hallucination): their CER is the
+        recogniser's noise, not the policy's, so they do not move the CER reward."""
+        _, flags = _asr_rates(self.ctx, batch, idx)
+        return {i for i, f in zip(idx, flags, strict=True) if f is not None}
 
 
 class WhisperNllReward(AudioReward):

@@ -93,6 +93,8 @@ class LazyScorer:
     """Base of the model-backed judges: nothing is loaded until the first call that needs the model."""
 
     default_spec: str = ""  # each judge's default checkpoint (hub id), used when no spec is given
+    # each judge's dtype when none (or "auto") is asked for; None: resolve_dtype's auto (bf16 on CUDA)
+    default_dtype: str | None = None
 
     def __init__(
         self,
@@ -118,7 +120,8 @@ class LazyScorer:
 
     @property
     def dtype(self) -> Any:
-        return resolve_dtype(self._dtype_arg, self.device)
+        asked = self._dtype_arg
+        return resolve_dtype(self.default_dtype if asked in (None, "auto") else asked, self.device)
 
     @property
     def loaded(self) -> bool:

@@ -30,6 +30,11 @@ from ._base import (
 log = logging.getLogger(__name__)
 
 DEFAULT_WHISPER = "openai/whisper-large-v3-turbo"  # large-v3 quality, 4 decoder layers: cheap teacher forcing
+# fp32 even on GPU (as CLAP): the NLL is a continuous score whose differences within a group (same text,
+# 8 rollouts) are small. Measured at full width with random weights (CPU): bf16 moved the NLL by 1e-3 nats,
+# 2 % of the spread across clips; random weights give small, flat logits, so a trained model's larger
+# logits make bf16's relative rounding (2^-9) larger in nats. Costs 1.6 GB more; whisper_dtype: bfloat16.
+WHISPER_DTYPE = "float32"
 SOT, EOT = "<|startoftranscript|>", "<|endoftext|>"
 PREFIX_TOKENS = (SOT, "<|en|>", "<|transcribe|>", "<|notimestamps|>")  # English transcription, no timestamps
 
@@ -38,6 +43,7 @@ class WhisperNllScorer(LazyScorer):
     """Mean per-token NLL (nats) of each reference text given its clip; lower is more intelligible."""
 
     default_spec = DEFAULT_WHISPER
+    default_dtype = WHISPER_DTYPE
 
     def _load(self, path: str) -> None:
         from transformers import WhisperForConditionalGeneration, WhisperProcessor

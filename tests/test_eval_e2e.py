@@ -309,8 +309,12 @@ def test_cli_errors_name_the_problem(setup, tmp_path, capsys):
         ),
         (eval_argv(setup, tmp_path / "busy"), "not a stylegrpo eval folder"),
         (
-            [*eval_argv(setup, tmp_path / "o3", adapter=False), "--adapter", str(tmp_path)],
+            [*eval_argv(setup, tmp_path / "o3", adapter=False), "--adapter", str(tmp_path / "busy")],
             "not a PEFT adapter",
+        ),
+        (  # an --out inside an input is refused before anything is read
+            [*eval_argv(setup, tmp_path / "busy" / "o5", adapter=False), "--adapter", str(tmp_path / "busy")],
+            "lies inside the input --adapter",
         ),
         (eval_argv(setup, tmp_path / "o4", "--only-styles", "child,opera"), "unknown style 'opera'"),
     ]

@@ -18,10 +18,11 @@ import pyarrow as pa
 
 from stylegrpo.errors import StyleGRPOError
 from stylegrpo.outputs import MARK_NAME, atomic_output_dir, check_output_dir
+from stylegrpo.speech_time import slowest_rates, speech_seconds
 from stylegrpo.styles import Catalog, Style, load_catalog
 
 from . import card, cleaning, pairing, writer
-from .cleaning import CODE_REASON, DUPLICATE, KEEP, CleanOptions, HashSet64
+from .cleaning import CODE_REASON, DUPLICATE, KEEP, TOO_LONG_TO_SPEAK, CleanOptions, HashSet64
 from .corpora import (
     HF_PREFIX,
     RawBatch,
@@ -58,6 +59,7 @@ class BuildConfig:
     clean: CleanOptions = field(default_factory=CleanOptions)
     read: ReadOptions = field(default_factory=ReadOptions)
     max_texts: int | None = None  # stop after this many kept texts (e.g. to sample a large hub dataset)
+    max_seconds: float | None = None  # drop texts the slowest selected style cannot speak in this time
     overwrite: bool = False
     command: str | None = None  # the command line, recorded in the card
     progress: bool | None = None  # tqdm: None = only on a terminal
@@ -262,6 +264,8 @@ def build_dataset(config: BuildConfig) -> BuildResult:
             raise StyleGRPOError(f"unknown pairing {mode!r}; choose one of {', '.join(pairing.PAIRINGS)}")
     if config.max_texts is not None and config.max_texts < 1:
         raise StyleGRPOError("--max-texts must be at least 1")
+    if config.max_seconds is not None and not config.max_seconds > 0:
+        raise StyleGRPOError(f"--max-seconds must be above 0 (got {config.max_seconds})")
     inputs = build_inputs(config, catalog)
     check_output_dir(config.out, config.overwrite, inputs=inputs, option="--out")  # fail before reading
     if config.corpora:
@@ -333,6 +337,9 @@ def _stream(
     records = 0
     n_kept = 0
     cleaned = _ordered_map(lambda b: _clean_batch(b, config.clean), reader, CLEAN_WORKERS)
+    # --max-seconds: a text must be speakable in time by the slowest selected style (stylegrpo.speech_time,
+    # the rule `train` applies to its max_completion_length)
+    slowest = min(slowest_rates(styles).values()) if config.max_seconds is not None else None
     with contextlib.closing(cleaned):  # on an error or --max-texts, stop the cleaning threads now
         for c, last in _with_last(cleaned):
             batch, texts, codes = c.batch, c.texts, c.codes
@@ -341,6 +348,11 @@ def _stream(
             fresh = seen.add(c.hashes)
             codes[c.ok[~fresh]] = DUPLICATE
             ok, hashes = c.ok[fresh], c.hashes[fresh]
+            if slowest is not None and len(ok):
+                seconds = np.array([speech_seconds(t, slowest) for t in texts.take(pa.array(ok)).to_pylist()])
+                over = seconds > config.max_seconds
+                codes[ok[over]] = TOO_LONG_TO_SPEAK
+                ok, hashes = ok[~over], hashes[~over]
             if config.max_texts is not None and n_kept + len(ok) >= config.max_texts:
                 ok, hashes = ok[: config.max_texts - n_kept], hashes[: config.max_texts - n_kept]
                 last = True

@@ -89,6 +89,7 @@ REASONS: dict[str, str] = {
     "too_few_words": "fewer words than --min-words",
     "too_many_words": "more words than --max-words",
     "duplicate": "exact duplicate of an earlier text (after normalization)",
+    "too_long_to_speak": "the slowest selected style would need more than --max-seconds to speak it",
 }
 KEEP = 0
 _FILTER_REASONS = [
@@ -104,7 +105,11 @@ _FILTER_REASONS = [
 ]
 REASON_CODE = {name: i + 1 for i, name in enumerate(_FILTER_REASONS)}
 DUPLICATE = len(_FILTER_REASONS) + 1
-CODE_REASON = {code: name for name, code in REASON_CODE.items()} | {DUPLICATE: "duplicate"}
+TOO_LONG_TO_SPEAK = DUPLICATE + 1  # set by the build (it knows the styles), after de-duplication
+CODE_REASON = {code: name for name, code in REASON_CODE.items()} | {
+    DUPLICATE: "duplicate",
+    TOO_LONG_TO_SPEAK: "too_long_to_speak",
+}
 
 # --- normalization patterns (RE2 syntax, applied by Arrow) -------------------------------------------
 _ODD_SPACE = r"[\t\n\v\f\r\x{85}\x{1680}\x{2028}\x{2029}]"  # what NFKC leaves that is still whitespace

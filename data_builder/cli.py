@@ -109,6 +109,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     clean.add_argument("--min-words", type=int, default=cleaning.MIN_WORDS, help="default: %(default)s")
     clean.add_argument("--max-words", type=int, default=cleaning.MAX_WORDS, help="default: %(default)s")
     clean.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help="drop texts the slowest selected style (its speaking_rate target's minimum, else 3 syllables/s) "
+        "would need more than S seconds to speak; match train's max_completion_length (S x 50 tokens), e.g. "
+        "19.9 for the real recipes' 1000 (default: no limit)",
+    )
+    clean.add_argument(
         "--min-letter-fraction",
         type=float,
         default=cleaning.MIN_LETTER_FRACTION,
@@ -145,6 +154,7 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         test_pairing=args.test_pairing,
         test_size=pairing.parse_test_size(args.test_size),
         seed=args.seed,
+        max_seconds=args.max_seconds,
         clean=CleanOptions(
             min_chars=args.min_chars,
             max_chars=args.max_chars,

@@ -187,3 +187,31 @@ def test_an_unknown_rule_is_refused(tmp_path):
     ds = load_dataset(str(folder))["train"]
     with pytest.raises(StyleGRPOError, match="overlong_prompts: 'truncate' is not one of drop, refuse, keep"):
         apply_overlong_rule(ds, load_catalog(None), 600, "truncate")
+
+
+def test_build_max_seconds_makes_data_and_completion_cap_agree(tmp_path, capsys):
+    """`build --max-seconds S` keeps only texts every selected style can speak in S s; `train`'s rule with a cap
+    of S x 50 (+ end) tokens then finds none too long (one rule: stylegrpo.speech_time)."""
+    from datasets import load_dataset
+
+    from stylegrpo.cli import main
+    from stylegrpo.speech_time import tokens_for_seconds
+    from stylegrpo.styles import load_catalog
+
+    seconds = 5.0
+    assert main(["build", "--out", str(tmp_path / "all")]) == 0
+    assert main(["build", "--out", str(tmp_path / "short"), "--max-seconds", str(seconds)]) == 0
+    everything = load_dataset(str(tmp_path / "all"))
+    short = load_dataset(str(tmp_path / "short"))
+    n_all = sum(len(s) for s in everything.values())
+    n_short = sum(len(s) for s in short.values())
+    assert 0 < n_short < n_all
+    card = (tmp_path / "short" / "README.md").read_text()
+    assert "too_long_to_speak" in card
+    catalog = load_catalog(None)
+    cap = tokens_for_seconds(seconds)
+    rates = slowest_rates(catalog)
+    for split in short.values():
+        assert overlong_prompts(split["text"], split["style"], rates, cap, 50).n_overlong == 0
+    long_split = everything["train"]
+    assert overlong_prompts(long_split["text"], long_split["style"], rates, cap, 50).n_overlong > 0

@@ -13,12 +13,17 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from stylegrpo.errors import StyleGRPOError
+from stylegrpo.speech_time import (  # noqa: F401 (re-exported: the one rule of build and train)
+    DEFAULT_SLOWEST_SYLLABLES_PER_SECOND,
+    END_TOKENS,
+    needed_tokens,
+    slowest_rates,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +34,6 @@ SAMPLING_KEYS = ("top_k", "top_p", "min_p")  # sampling settings that truncate t
 #   refuse -> stop with an error naming the counts (fix the data or raise the cap)
 #   keep   -> train on them anyway (reported only); their rollouts are all truncated
 OVERLONG_RULES = ("drop", "refuse", "keep")
-# The slowest plausible rate of a style that declares no speaking_rate target: slow, careful read speech
-# (normal conversation is ~4-5 syllables/s; the slow styles of the bundled catalog go down to 2.5).
-DEFAULT_SLOWEST_SYLLABLES_PER_SECOND = 3.0
-END_TOKENS = 1  # the <|SPEECH_GENERATION_END|> token a completion needs after its speech
 
 
 def truncated_sampling(training_args: Any, speech_only_sampling: bool = False) -> list[str]:
@@ -72,24 +73,6 @@ def check_vllm_sampling(training_args: Any, speech_only_sampling: bool = False) 
 
 
 # ------------------------------------------------------------------------------------ overlong prompts
-
-
-def slowest_rates(catalog: Any) -> dict[str, float]:
-    """Each style's slowest plausible speaking rate (syllables/s): its speaking_rate target's lower end where
-    declared, DEFAULT_SLOWEST_SYLLABLES_PER_SECOND otherwise."""
-    rates = {}
-    for style in catalog.styles:
-        target = style.targets.get("speaking_rate")  # (min, max) syllables/s
-        rates[style.name] = float(target[0]) if target else DEFAULT_SLOWEST_SYLLABLES_PER_SECOND
-    return rates
-
-
-def needed_tokens(text: str, syllables_per_second: float, tokens_per_second: float) -> int:
-    """Completion tokens to speak ``text`` at ``syllables_per_second`` (+ the end token)."""
-    from stylegrpo.scorers.acoustic import count_syllables
-
-    seconds = count_syllables(text) / syllables_per_second
-    return int(math.ceil(seconds * tokens_per_second)) + END_TOKENS
 
 
 def max_seconds_for(max_completion_length: int, tokens_per_second: float) -> float:
@@ -169,7 +152,7 @@ def apply_overlong_rule(dataset: Any, catalog: Any, max_completion_length: int |
         raise StyleGRPOError(
             f"{report.n_overlong} prompt(s) cannot be spoken within max_completion_length "
             f"{max_completion_length} at their style's slowest rate ({counts}); raise max_completion_length, "
-            "rebuild the data with shorter texts (`stylegrpo build --max-chars N`), or set overlong_prompts: drop"
+            "rebuild the data with `stylegrpo build --max-seconds S` (S x 50 tokens <= the cap), or set overlong_prompts: drop"
         )
     if rule == "keep":
         log.warning(

@@ -20,8 +20,18 @@ log = logging.getLogger(__name__)
 STATE_FILENAME = "stylegrpo_state.json"  # written into each checkpoint-N folder
 METRICS_FILENAME = "style_metrics.jsonl"  # output_dir: one line per logging step
 SAMPLES_DIRNAME = "samples"
+# Per-style quality and training diagnostics (training/rewards.py, training/diagnostics.py): kept with
+# their prefix in the per-style summaries, so dominance/cer is never confused with rewards/cer.
+DIAGNOSTIC_PREFIXES = ("quality/", "tradeoff/", "dominance/", "asr_hallucinated/", "dropped/")
 # Logged keys that are per style (see training/rewards.py); TRL's own rewards/<name>/mean|std are not.
-STYLE_PREFIXES = ("rewards/", "reward_by_style/", "acoustic/", "guarded/", "duration_s/")
+STYLE_PREFIXES = (
+    "rewards/",
+    "reward_by_style/",
+    "acoustic/",
+    "guarded/",
+    "duration_s/",
+    *DIAGNOSTIC_PREFIXES,
+)
 _TRL_SUFFIXES = ("/mean", "/std")
 
 
@@ -130,6 +140,8 @@ def _by_style(values: dict[str, float]) -> dict[str, dict[str, float]]:
             name = parts[0]
         elif parts[0] == "acoustic":
             name = parts[1]
+        elif f"{parts[0]}/" in DIAGNOSTIC_PREFIXES:
+            name = "/".join(parts[:-1])
         else:
             name = "/".join(parts[1:-1])
         out.setdefault(style, {})[name] = value
@@ -190,7 +202,10 @@ class AudioSamplesCallback(TrainerCallback):
                 kept = self.recent.setdefault(style, [])
                 if not valid and any(k.flag is None for k in kept):
                     continue  # never let a guarded clip push out one that passed
-                rewards = {name: round(vals[i], 4) for name, vals in batch.rewards.items()}
+                rewards = {
+                    name: None if vals[i] is None else round(vals[i], 4)
+                    for name, vals in batch.rewards.items()
+                }
                 kept.append(
                     Sample(
                         step,

@@ -81,6 +81,13 @@ class ScriptArguments:
     nll_temperature: float = field(
         default=3.0, metadata={"help": "tau of the whisper_nll reward exp(-NLL/tau)"}
     )
+    drop_group_cer_above: float | None = field(
+        default=None,
+        metadata={
+            "help": "drop a group (no advantage for any rollout) when even its best CER is above this, e.g. "
+            "0.5: the ASR is the noise there, not the policy; None (default) keeps every group"
+        },
+    )
     silence_dbfs: float = field(
         default=-60.0, metadata={"help": "guard: a clip below this RMS level is silent"}
     )
@@ -378,6 +385,8 @@ def build_trainer(
         catalog,
         weights=dict(zip(names, weights, strict=True)),
         nll_temperature=script_args.nll_temperature,
+        normalize=training_args.multi_objective_aggregation == "normalize_then_sum",
+        drop_group_cer_above=script_args.drop_group_cer_above,
     )
     reward_funcs = build_reward_functions(names, ctx)
 

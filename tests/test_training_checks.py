@@ -156,11 +156,15 @@ def test_train_reports_and_refuses_overlong_prompts_before_the_output_exists(tmp
         rc = main(
             [
                 "--config",
-                str(RECIPES / "tiny.yaml"),
+                str(RECIPES / "llasa-1b-24gb.yaml"),  # the real recipe (cap 1000), on this CPU
+                "--use_cpu",
+                "true",
+                "--bf16",
+                "false",
+                "--report_to",
+                "none",
                 "--dataset_path",
                 str(folder),
-                "--max_completion_length",
-                "1000",
                 "--overlong_prompts",
                 "refuse",
                 "--output-dir",

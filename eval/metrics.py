@@ -158,6 +158,15 @@ METRICS: tuple[Metric, ...] = (
         "share of clips with no speech tokens or no detected speech",
     ),
     Metric(
+        "asr_hallucinated",
+        "ASR hallucinated",
+        "lower",
+        False,
+        ".2f",
+        "share of clips whose transcript is an ASR freak-out (a loop, far longer than the text, or text on "
+        "near-silence): their CER reflects the recogniser, not the speech",
+    ),
+    Metric(
         "truncated",
         "cut at cap",
         "lower",

@@ -283,3 +283,89 @@ def reward_curves(
     fig.suptitle("training rewards per style (trainer_state.json)", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+# Training diagnostics (training/diagnostics.py): per-style keys <prefix>/<name>/<style> in log_history
+TRADEOFF_PREFIX = "tradeoff"  # within-group Spearman of two rewards, "a~b"
+DOMINANCE_PREFIX = "dominance"  # a reward's share of the within-group variance of the weighted total
+
+
+def diagnostic_series(
+    log_history: Sequence[Mapping], styles: Sequence[str], prefix: str
+) -> dict[str, dict[str, list]]:
+    """``{name: {style: [(step, value), ...]}}`` of the keys ``<prefix>/<name>/<style>`` (catalog styles)."""
+    style_set = set(styles)
+    series: dict[str, dict[str, list]] = {}
+    for entry in log_history:
+        step = entry.get("step")
+        if step is None:
+            continue
+        for key, value in entry.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                continue
+            parts = key.split("/")
+            if len(parts) != 3 or parts[0] != prefix:
+                continue
+            style = parts[2]
+            if style.endswith(_RESERVED_STYLE_SUFFIX) and style[: -len(_RESERVED_STYLE_SUFFIX)] in style_set:
+                style = style[: -len(_RESERVED_STYLE_SUFFIX)]
+            if style in style_set:
+                series.setdefault(parts[1], {}).setdefault(style, []).append((step, float(value)))
+    return series
+
+
+def diagnostic_curves(
+    log_history: Sequence[Mapping],
+    styles: Sequence[str],
+    prefix: str,
+    path: str | os.PathLike[str],
+    *,
+    title: str,
+    ylim: tuple[float, float] | None = None,
+) -> Path | None:
+    """One panel per reward pair (trade-offs) or reward (dominance): a line per style against the step,
+    the mean over styles dashed, and a line at 0."""
+    series = diagnostic_series(log_history, styles, prefix)
+    if not series:
+        return None
+    plt = _plt()
+    names = sorted(series)
+    ncols = min(len(names), 3)
+    nrows = math.ceil(len(names) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 2.9 * nrows), squeeze=False)
+    cmap = plt.get_cmap("tab20")
+    colors = {s: cmap(i % 20) for i, s in enumerate(styles)}
+    for k, name in enumerate(names):
+        ax = axes[k // ncols][k % ncols]
+        by_step: dict[int, list[float]] = {}
+        for style in styles:
+            points = series[name].get(style)
+            if not points:
+                continue
+            steps, values = zip(*sorted(points), strict=True)
+            for st, v in points:
+                by_step.setdefault(st, []).append(v)
+            ax.plot(steps, values, color=colors[style], lw=1.0, marker="." if len(steps) < 30 else None,
+                    label=style.replace("_", " "))  # fmt: skip
+        steps = sorted(by_step)
+        ax.plot(steps, [float(np.mean(by_step[s])) for s in steps], color="#000", lw=1.6, ls="--",
+                label="mean over styles")  # fmt: skip
+        ax.axhline(0.0, color="#888", lw=0.8)
+        if ylim:
+            ax.set_ylim(*ylim)
+        ax.set_title(name.replace("~", " vs "), fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    for k in range(len(names), nrows * ncols):
+        axes[k // ncols][k % ncols].axis("off")
+    handles, labels = [], []
+    for ax in axes.ravel():
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="upper center", ncols=min(6, len(labels)), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, 0.0))  # fmt: skip
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)

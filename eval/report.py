@@ -313,6 +313,27 @@ def _alarms_html(alarms: Sequence[Mapping], has_pairs: bool) -> str:
     return f'<div id="alarms">{items}</div>'
 
 
+def _diagnostics_html(plots: Mapping[str, str]) -> str:
+    """The trade-off and dominance plots of the training run, with what to read in them."""
+    parts = []
+    if "tradeoffs" in plots:
+        parts.append(
+            '<h3 id="tradeoffs">Trade-offs between rewards</h3><p class="sub">Spearman rank correlation of two '
+            "rewards among the rollouts of one prompt (GRPO learns from these within-group differences), "
+            "averaged over the groups of each style at each logging step. Below 0: the rollouts one reward "
+            "prefers, the other dislikes, so the two pull the policy apart.</p>"
+            + _figure(plots["tradeoffs"], "within-group rank correlation per pair of rewards", wide=True)
+        )
+    if "dominance" in plots:
+        parts.append(
+            '<h3 id="dominance">Which reward drives the updates</h3><p class="sub">Each reward\'s share of '
+            "the within-group variance of the weighted total (the shares sum to 1; near 1: that reward "
+            "alone decides the advantages; below 0: it works against the total).</p>"
+            + _figure(plots["dominance"], "share of the weighted total's within-group variance", wide=True)
+        )
+    return "".join(parts)
+
+
 def _figure(src: str, caption: str, wide: bool = False) -> str:
     cls = ' class="wide"' if wide else ""
     return (
@@ -516,6 +537,7 @@ def render_report(
         training = (
             '<section id="training"><h2>Training rewards per style</h2>'
             + _figure(plots["training"], f"from {config.get('training_dir')}", wide=True)
+            + _diagnostics_html(plots)
             + "</section>"
         )
     elif config.get("training_dir"):

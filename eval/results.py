@@ -237,6 +237,25 @@ def write_results(
         plot_paths[f"confusion:{model}"] = f"{PLOTS_DIR}/confusion_{model}.png"
     if history and plots.reward_curves(history, catalog.names, pdir / "training_rewards.png"):
         plot_paths["training"] = f"{PLOTS_DIR}/training_rewards.png"
+    diagnostics = (
+        (
+            "tradeoffs",
+            plots.TRADEOFF_PREFIX,
+            "within-group Spearman correlation of two rewards",
+            (-1.05, 1.05),
+        ),
+        (
+            "dominance",
+            plots.DOMINANCE_PREFIX,
+            "share of the within-group variance of the weighted total",
+            None,
+        ),
+    )
+    for key, prefix, title, ylim in diagnostics:
+        if history and plots.diagnostic_curves(
+            history, catalog.names, prefix, pdir / f"training_{key}.png", title=title, ylim=ylim
+        ):
+            plot_paths[key] = f"{PLOTS_DIR}/training_{key}.png"
 
     page = render_report(
         config=config,

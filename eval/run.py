@@ -437,6 +437,7 @@ class Judges:
 
     def score(self, records: Sequence[dict], wavs: Sequence[np.ndarray], catalog: Catalog) -> list[dict]:
         from stylegrpo.scorers import acoustic
+        from stylegrpo.scorers.hallucination import detect
 
         texts = [r["text"] for r in records]
         emb = self.clap.audio_embeddings(wavs)  # one pass of the audio model for both CLAP scores
@@ -470,6 +471,8 @@ class Judges:
                     "cer": float(rates[k].cer),
                     "wer": float(rates[k].wer),
                     "hypothesis": rates[k].hypothesis,
+                    # an ASR freak-out (loop, far too long, text on near-silence): its CER is the recogniser's
+                    "asr_hallucinated": detect(rates[k].hypothesis, r["text"], wavs[k]) is not None,
                     "whisper_nll": float(nll[k]),
                     "target_score": float(acoustic.target_score(m, targets[k])),
                     **{f"target_{f}": float(v) for f, v in acoustic.field_scores(m, targets[k]).items()},

@@ -113,3 +113,45 @@ def test_report_says_which_styles_look_gamed_beside_their_audio(tmp_path):
         pytest.approx(find_row(metrics["rows"], "gamed", ADAPTER, "dnsmos_bak")["diff_mean"], abs=0.05)
         == -1.2
     )
+
+
+def test_tradeoff_and_dominance_plots_from_the_training_logs(tmp_path):
+    from eval.plots import diagnostic_series
+
+    catalog = parse_catalog(CATALOG_YAML)
+    history = []
+    for step in (5, 10, 15):
+        entry = {"step": step, "loss": 0.1, "rewards/cer/gamed": 0.5}
+        for s in STYLES:
+            entry[f"tradeoff/style~whisper_nll/{s}"] = -0.1 * step / 5
+            entry[f"tradeoff/style~cer/{s}"] = 0.2
+            entry[f"dominance/cer/{s}"] = 0.7
+            entry[f"dominance/style/{s}"] = 0.3
+        history.append(entry)
+    series = diagnostic_series(history, STYLES, "tradeoff")
+    assert set(series) == {"style~whisper_nll", "style~cer"}
+    assert series["style~whisper_nll"]["gamed"] == [(5, -0.1), (10, -0.2), (15, pytest.approx(-0.3))]
+    train = tmp_path / "train"
+    train.mkdir()
+    (train / "trainer_state.json").write_text(json.dumps({"global_step": 15, "log_history": history}))
+    out = tmp_path / "eval"
+    recs = [
+        {
+            **r,
+            "text": "hi",
+            "phrase": "p",
+            "seed": 0,
+            "num_codes": 0,
+            "num_samples": 0,
+            "duration_s": 0.0,
+            "clip_id": f"{r['style']}-{r['item']}-{r['model']}",
+            "file_name": "x.wav",
+        }  # fmt: skip
+        for r in records(3)
+    ]
+    config = {"preset": "llasa-1b", "adapter": "/x", "n_texts": 3, "styles": [{"name": s} for s in STYLES]}
+    write_results(out, recs, config, catalog, tiny=False, training_dir=train, n_resamples=100)
+    assert (out / "plots" / "training_tradeoffs.png").stat().st_size > 0
+    assert (out / "plots" / "training_dominance.png").stat().st_size > 0
+    page = (out / "report.html").read_text()
+    assert 'id="tradeoffs"' in page and "plots/training_tradeoffs.png" in page and 'id="dominance"' in page

@@ -144,6 +144,154 @@ def timed(fn, device: str) -> float:
     return time.perf_counter() - t
 
 
+def bench_quality(wavs: list[np.ndarray], args: argparse.Namespace) -> list[dict]:
+    """DNSMOS (real weights in every mode): the reference speechmos loop (one 9 s window per ONNX run, P.808
+    always) against QualityScorer at one window per run and at --batch-size windows per run (P.835 only).
+    The 'one-by-one s' column is the reference's time; ratio = reference / this row."""
+    from speechmos import dnsmos
+
+    from stylegrpo.scorers.quality import QualityScorer
+
+    dnsmos.run(np.clip(wavs[0], -1, 1), SAMPLE_RATE)  # the reference's session creation, not timed
+    ref = timed(lambda: [dnsmos.run(np.clip(w, -1, 1), SAMPLE_RATE) for w in wavs], "cpu")
+    rows = [dict(judge="dnsmos reference (speechmos loop)", load_s=0.0, batched_s=ref, single_s=ref, ratio=1.0,
+                 peak_mib=0.0, clips_per_s=len(wavs) / ref)]  # fmt: skip
+    for windows in sorted({1, args.batch_size}):
+        scorer = QualityScorer(device=args.device, batch_size=windows)
+        load = timed(scorer._ensure_loaded, args.device)
+        scorer.scores(wavs[:2])  # warm-up (arena allocation for this batch shape)
+        with Peak(args.device) as peak:
+            batched = timed(lambda s=scorer: s.scores(wavs), args.device)
+        rows.append(dict(judge=f"dnsmos P.835, {windows} window(s)/run", load_s=load, batched_s=batched,
+                         single_s=ref, ratio=ref / batched, peak_mib=peak.mib,
+                         clips_per_s=len(wavs) / batched))  # fmt: skip
+    return rows
+
+
+PITCH_RESOLUTIONS = (0.25, 0.1)  # semitones: the default grid and the finer one the issue weighs against it
+LOW_VOICES = {  # espeak-ng's lowest voices, where a coarse pitch grid shows (pitch median vs librosa)
+    "-p 0 (lowest pitch)": ["-p", "0"],
+    "en+m3 -p 0": ["-v", "en+m3", "-p", "0"],
+    "-s 400 -p 0 (fast, low)": ["-s", "400", "-p", "0"],
+}
+
+
+def min_median(fn, repeats: int) -> tuple[float, float]:
+    times = sorted(timed(fn, "cpu") for _ in range(repeats))
+    return times[0], times[len(times) // 2]
+
+
+def bench_pitch(wavs: list[np.ndarray], texts: list[str], repeats: int, librosa_clips: int) -> dict:
+    """pYIN: librosa.pyin against stylegrpo.scorers.pyin (time per clip-second, frame agreement) at each
+    of PITCH_RESOLUTIONS, the acoustic judge with each, and the pitch of espeak-ng's lowest voices."""
+    import math
+
+    import librosa
+
+    from stylegrpo.scorers import acoustic
+    from stylegrpo.scorers import pyin as pyin_module
+
+    def settings(resolution: float) -> dict:  # what acoustic._voiced_f0 passes
+        return dict(fmin=acoustic.FMIN_HZ, fmax=acoustic.FMAX_HZ, sr=SAMPLE_RATE, hop_length=round(acoustic.HOP_S * SAMPLE_RATE),
+                    frame_length=int(2 ** math.ceil(math.log2(acoustic.PITCH_FRAME_S * SAMPLE_RATE))),
+                    resolution=resolution, center=True)  # fmt: skip
+
+    def seconds(ws):
+        return sum(len(w) for w in ws) / SAMPLE_RATE
+
+    out: dict = {"repeats": repeats, "resolutions": []}
+    for res in PITCH_RESOLUTIONS:
+        kw = settings(res)
+        ref_wavs = (
+            wavs if res == acoustic.PITCH_RESOLUTION else wavs[:librosa_clips]
+        )  # librosa is slow at 0.1
+        pyin_module.pyin(wavs[0][:SAMPLE_RATE], **kw)  # compile / warm
+        librosa.pyin(wavs[0][:SAMPLE_RATE], **kw)
+        new = min_median(lambda kw=kw: [pyin_module.pyin(w, **kw) for w in wavs], repeats)
+        old = min_median(lambda kw=kw, ws=ref_wavs: [librosa.pyin(w, **kw) for w in ws], repeats)
+        same = total = 0
+        for w in ref_wavs:
+            (f, v, _), (f_ref, v_ref, _) = pyin_module.pyin(w, **kw), librosa.pyin(w, **kw)
+            same += int(np.sum((v == v_ref) & ((f == f_ref) | (np.isnan(f) & np.isnan(f_ref)))))
+            total += v.size
+        row = dict(resolution=res, default=res == acoustic.PITCH_RESOLUTION,
+                   new_ms_per_s=[1000 * t / seconds(wavs) for t in new],
+                   librosa_ms_per_s=[1000 * t / seconds(ref_wavs) for t in old],
+                   librosa_clips=len(ref_wavs), frames_identical=same / total, frames=total)  # fmt: skip
+        out["resolutions"].append(row)
+
+    # the acoustic judge itself (1 process), old (librosa.pyin inside) vs new
+    acoustic.measure(wavs[0][:SAMPLE_RATE], "warm up")
+    new = min_median(lambda: acoustic.measure_batch(wavs, texts), repeats)
+    new_measures = acoustic.measure_batch(wavs, texts)
+    original = pyin_module.pyin
+    pyin_module.pyin = librosa.pyin  # acoustic imports it at call time: this is the judge before the rewrite
+    try:
+        old = min_median(lambda: acoustic.measure_batch(wavs, texts), repeats)
+        old_measures = acoustic.measure_batch(wavs, texts)
+    finally:
+        pyin_module.pyin = original
+    equal = sum(
+        all(
+            a == b or (a != a and b != b)
+            for a, b in zip(m.as_dict().values(), r.as_dict().values(), strict=True)
+        )
+        for m, r in zip(new_measures, old_measures, strict=True)
+    )
+    out["acoustic_judge"] = dict(new_ms_per_s=[1000 * t / seconds(wavs) for t in new],
+                                 old_ms_per_s=[1000 * t / seconds(wavs) for t in old],
+                                 clips_identical=equal, clips=len(wavs))  # fmt: skip
+
+    espeak = shutil.which("espeak-ng")
+    out["low_voices"] = []
+    if espeak:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, flags in LOW_VOICES.items():
+                path = Path(tmp) / "low.wav"
+                subprocess.run(
+                    [espeak, "-w", str(path), *flags, SENTENCES[0] + " " + SENTENCES[1]],
+                    check=True,
+                    timeout=60,
+                )
+                wav = read_wav(path)
+                row = {"voice": name}
+                for res in PITCH_RESOLUTIONS:
+                    for tag, fn in (("new", pyin_module.pyin), ("librosa", librosa.pyin)):
+                        f, v, _ = fn(wav, **settings(res))
+                        row[f"{tag}_{res:g}"] = (
+                            float(np.median(f[v])) if v.any() else float("nan"),
+                            int(v.sum()),
+                        )
+                out["low_voices"].append(row)
+    return out
+
+
+def print_pitch(p: dict) -> None:
+    def mm(v):
+        return f"{v[0]:6.2f} / {v[1]:6.2f}"
+
+    print(f"\npYIN, ms of one core per second of audio (min / median of {p['repeats']} runs, this run)")
+    print(
+        f"{'resolution':>12s} {'new (scorers.pyin)':>20s} {'librosa.pyin':>16s} {'ratio':>6s} {'frames identical':>17s}"
+    )
+    for r in p["resolutions"]:
+        tag = f"{r['resolution']:g} st" + (" *" if r["default"] else "")
+        print(f"{tag:>12s} {mm(r['new_ms_per_s']):>20s} {mm(r['librosa_ms_per_s']):>16s} "
+              f"{r['librosa_ms_per_s'][0] / r['new_ms_per_s'][0]:5.1f}x "
+              f"{100 * r['frames_identical']:8.2f} % of {r['frames']}")  # fmt: skip
+    print("(* the acoustic judge's resolution; librosa timed on its first", p["resolutions"][-1]["librosa_clips"],
+          "clips at the finer grid)")  # fmt: skip
+    a = p["acoustic_judge"]
+    print(f"acoustic judge (1 process), ms per clip-second: new {mm(a['new_ms_per_s'])}, old (librosa.pyin) "
+          f"{mm(a['old_ms_per_s'])}, {a['old_ms_per_s'][0] / a['new_ms_per_s'][0]:.1f}x; "
+          f"measures identical on {a['clips_identical']}/{a['clips']} clips")  # fmt: skip
+    if p["low_voices"]:
+        print("espeak-ng low voices: median F0 Hz (voiced frames), new vs librosa, per resolution")
+        for r in p["low_voices"]:
+            cells = [f"{k}: {v[0]:.1f} ({v[1]})" for k, v in r.items() if k != "voice"]
+            print(f"  {r['voice']:26s} " + ", ".join(cells))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -160,7 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--batch-size", type=int, default=16, help="the judges' batch_size")
     parser.add_argument("--single", type=int, default=None, help="clips scored one at a time (default: all)")
-    parser.add_argument("--judges", default="clap,asr,whisper,acoustic", help="comma-separated subset")
+    parser.add_argument(
+        "--judges", default="clap,asr,whisper,acoustic,quality", help="comma-separated subset"
+    )
     parser.add_argument(
         "--real-architectures", action="store_true", help="full-size real configs, random weights"
     )
@@ -168,7 +318,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--acoustic-workers", type=int, default=os.cpu_count() or 1,
                         help="also time the acoustic measures with this many processes")  # fmt: skip
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch/BLAS threads (default 1: comparable figures on a shared machine)")  # fmt: skip
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs of each pitch timing (min/median printed)"
+    )
+    parser.add_argument("--librosa-clips", type=int, default=8,
+                        help="clips librosa.pyin is timed on at the finer pitch grid (it is slow there)")  # fmt: skip
     args = parser.parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bench.threads import pin_threads
+
+    print(pin_threads(args.threads))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("transformers", "httpx", "nemo_logger"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
@@ -222,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
                             ratio=single_all / batched, peak_mib=peak.mib, clips_per_s=len(wavs) / batched))  # fmt: skip
         del scorer
         gc.collect()
+    if "quality" in wanted:
+        results += bench_quality(wavs, args)
     if "acoustic" in wanted:
         measure(wavs[0][:SAMPLE_RATE], "warm up")  # numba compilation of pyin's kernels, once per process
         for workers in sorted({1, max(1, args.acoustic_workers)}):
@@ -241,9 +404,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['ratio']:6.2f} {r['clips_per_s']:8.1f} {r['peak_mib']:20.0f}")  # fmt: skip
     if n_single < len(wavs):
         print(f"(one-by-one time extrapolated from {n_single} clips)")
+    pitch = bench_pitch(wavs, texts, args.repeats, args.librosa_clips) if "acoustic" in wanted else None
+    if pitch:
+        print_pitch(pitch)
     if args.json:
-        Path(args.json).write_text(json.dumps(dict(label=label, device=args.device, clips=len(wavs),
-                                                   audio_s=audio_s, results=results), indent=2))  # fmt: skip
+        Path(args.json).write_text(json.dumps(dict(label=label, device=args.device, clips=len(wavs), audio_s=audio_s,
+                                                   threads=args.threads, results=results, pitch=pitch), indent=2))  # fmt: skip
     return 0
 
 

@@ -264,7 +264,8 @@ def check_report_in_browser(report, screenshot=None):
 def test_report_in_headless_chromium(report_dir, chromium, tmp_path):
     out, records, _ = report_dir
     seen = check_report_in_browser(out / "report.html", screenshot=tmp_path / "report.png")
-    assert len(seen.images) == 12  # differences, 8 metric bars (DNSMOS BAK too), 2 confusions, training curves
+    # differences, 8 metric bars (DNSMOS BAK too), 2 confusions, training curves
+    assert len(seen.images) == 12
     n_audio = sum(1 for r in records if r["num_samples"] > 0)
     assert len(seen.audio) == n_audio  # the empty clip gets a note, not a broken player
     assert "no audio (the model produced no speech tokens)" in seen.text

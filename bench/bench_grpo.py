@@ -174,6 +174,18 @@ def print_result(title: str, r: dict[str, Any]) -> None:
     print(f"  logprobs/other in rollout  {r['other_rollout_s']:8.3f}")
     print(f"  backward + optimizer       {r['backward_optimizer_s']:8.3f}")
     print(f"reward share of the step (decoding + rewards): {100 * r['reward_share']:.1f} %")
+    step = r["step_s"]
+    if step and step == step:  # ratios of this run's own figures (comparable across machines and loads)
+        parts = {"generation": r["generation_s"], "decoding": r["decoding_s"],
+                 **{f"reward {k}": v for k, v in r["rewards_s"].items()},
+                 "backward + optimizer": r["backward_optimizer_s"]}  # fmt: skip
+        print(
+            "share of the step, this run: "
+            + ", ".join(f"{k} {100 * v / step:.1f} %" for k, v in parts.items())
+        )
+        slowest = max(r["rewards_s"].values(), default=0.0)
+        if slowest:
+            print(f"sum of reward times / slowest reward: {sum(r['rewards_s'].values()) / slowest:.2f}x")
     if "peak_gpu_gib" in r:
         print(f"peak GPU memory: {r['peak_gpu_gib']:.2f} GiB")
 
@@ -227,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real-architectures", action="store_true", help="full-size random models on a GPU")
     parser.add_argument("--no-vllm", action="store_true", help="skip the vLLM run of --real-architectures")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch/BLAS threads (default 1: comparable figures on a shared machine)")  # fmt: skip
     parser.add_argument(
         "--arch-scale",
         choices=("full", "small"),
@@ -235,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from bench.threads import pin_threads
+
+    print(pin_threads(args.threads))
     import logging
 
     logging.basicConfig(level=logging.WARNING)

@@ -8,7 +8,10 @@ Tiny twins measure the plumbing (feature extraction, padding, batching), not the
 networks; ``--real-architectures`` builds each real judge's configuration at full size (CLAP
 larger_clap_general, Parakeet CTC 1.1B, Whisper large-v3-turbo) with random weights, saves it once into
 ``--workdir`` and loads it through the same code as a downloaded checkpoint. The acoustic measures are
-model-free, so their CPU numbers are the real ones.
+model-free, so their CPU numbers are the real ones. With the acoustic judge, a pYIN section compares
+librosa.pyin with stylegrpo.scorers.pyin (CPU ms per second of audio, frames identical) at 0.25 and 0.1
+semitones, the acoustic judge old vs new, and the pitch of espeak-ng's lowest voices. ``--threads``
+(default 1) pins torch and BLAS threads so that figures on a shared machine are comparable.
 """
 
 from __future__ import annotations
@@ -177,7 +180,13 @@ LOW_VOICES = {  # espeak-ng's lowest voices, where a coarse pitch grid shows (pi
 
 
 def min_median(fn, repeats: int) -> tuple[float, float]:
-    times = sorted(timed(fn, "cpu") for _ in range(repeats))
+    """CPU seconds of this process (one thread: one core's time, less disturbed by a busy machine)."""
+    times = []
+    for _ in range(repeats):
+        t = time.process_time()
+        fn()
+        times.append(time.process_time() - t)
+    times.sort()
     return times[0], times[len(times) // 2]
 
 
@@ -270,7 +279,7 @@ def print_pitch(p: dict) -> None:
     def mm(v):
         return f"{v[0]:6.2f} / {v[1]:6.2f}"
 
-    print(f"\npYIN, ms of one core per second of audio (min / median of {p['repeats']} runs, this run)")
+    print(f"\npYIN, CPU ms (one thread) per second of audio, min / median of {p['repeats']} runs in this run")
     print(
         f"{'resolution':>12s} {'new (scorers.pyin)':>20s} {'librosa.pyin':>16s} {'ratio':>6s} {'frames identical':>17s}"
     )

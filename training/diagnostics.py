@@ -3,8 +3,9 @@
 GRPO learns from differences WITHIN a group (the rollouts of one prompt), so that is where two rewards
 trade off and where one reward can drive the updates:
 
-- ``tradeoff/<a>~<b>/<style>``: Spearman rank correlation of rewards a and b within a group (one value
-  per group with a spread in both; averaged by the trainer's logging). Negative: the rollouts that score
+- ``tradeoff/<a>~<b>/<style>``: Spearman rank correlation of rewards a and b within a group, over the
+  rollouts that passed the guards (one value per group with a spread in both; averaged by the trainer's
+  logging). Negative: the rollouts that score
   higher on a score lower on b, the two pull the policy apart (the origin's "CLAP vs NLL").
 - ``dominance/<name>/<style>``: share of the within-group variance of the weighted total that reward
   ``name`` accounts for: w_k Cov(x_k, T) / Var(T), pooled over the style's groups, where x_k is the reward

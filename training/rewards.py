@@ -398,13 +398,17 @@ class RewardContext:
         from .diagnostics import groups, tradeoffs, variance_shares
 
         keys = self.group_keys(batch)
+        valid = set(batch.valid)
         by_style: dict[str | None, list[list[int]]] = {}
         for g in groups(keys):
             by_style.setdefault(batch.styles[g[0]], []).append(g)
         rewards = {k: batch.rewards[k] for k in self.weights}
         numeric = {k: [math.nan if v is None else v for v in vals] for k, vals in rewards.items()}
         for style, gs in by_style.items():
-            for pair, rhos in tradeoffs(numeric, gs).items():
+            # Trade-offs among the clips the judges scored: guarded clips are 0 in every reward, which
+            # would make any two rewards look aligned. Dominance uses every clip, as the aggregation does.
+            scored = [[i for i in g if i in valid] for g in gs]
+            for pair, rhos in tradeoffs(numeric, [g for g in scored if len(g) > 1]).items():
                 for rho in rhos:  # one value per group: the logged mean is the mean over groups
                     log_metric(style_metric(f"tradeoff/{pair}", style), rho)
             for name, share in variance_shares(rewards, self.weights, gs, normalize=self.normalize).items():

@@ -106,7 +106,7 @@ class ScriptedAsr:
 TEXT = "please call stella and ask her to bring these things"
 
 
-def rig(transcripts, drop=None):
+def rig(transcripts, drop=None, guarded=0):
     """One group of len(transcripts) rollouts; clip k is k + 1 seconds of a tone, transcribed as given."""
     from stylegrpo.llasa import load_tokenizer, speech_tokens
 
@@ -127,6 +127,7 @@ def rig(transcripts, drop=None):
     )
     fns = build_reward_functions(["cer", "acoustic"], ctx)
     ids = [st.ids_from_codes([k] * 20) + [st.end_id] for k in range(len(transcripts))]
+    ids += [[st.end_id]] * guarded  # no speech: 0 in every reward
     metrics = {}
     n = len(ids)
     out = {
@@ -167,3 +168,11 @@ def test_groups_whose_best_cer_is_high_can_be_dropped():
     assert metrics["dropped/plain"] == [1.0] * 4 and "reward_by_style/plain" not in metrics
     good, _ = rig([TEXT, *bad[1:]], drop=0.5)  # one rollout got it right: the group stays
     assert good["cer"][0] == 1.0 and all(v is not None for v in good["acoustic"])
+
+
+def test_tradeoffs_leave_guarded_rollouts_out():
+    transcripts = [TEXT, "please call stella and ask her", "cat dog", "please call"]
+    _, plain = rig(transcripts)
+    _, with_guarded = rig(transcripts, guarded=4)  # four zeros in both rewards would align them
+    assert with_guarded["tradeoff/cer~acoustic/plain"] == pytest.approx(plain["tradeoff/cer~acoustic/plain"])
+    assert len(with_guarded["asr_hallucinated/plain"]) == 4  # only scored clips are counted

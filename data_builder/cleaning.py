@@ -9,7 +9,9 @@ sequence (prompt + speech), and XCodec2 speaks 50 tokens per second (``CODEC_TOK
 
 from __future__ import annotations
 
+import functools
 import logging
+import unicodedata
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -164,14 +166,105 @@ def _rows_with(offsets: np.ndarray, flags: np.ndarray) -> np.ndarray:
 
 
 def _normalize_full(arr: pa.Array) -> pa.Array:
-    """NFKC, quotes, dashes, invisible characters and odd whitespace (for rows that are not plain ASCII)."""
-    arr = pc.utf8_normalize(arr, "NFKC")  # full-width forms, ligatures, "…" -> "...", NBSP -> space
-    arr = pc.replace_substring_regex(arr, _ODD_SPACE, " ")
-    arr = pc.replace_substring_regex(arr, _INVISIBLE, "")
-    arr = pc.replace_substring_regex(arr, _SINGLE_QUOTES, "'")
-    arr = pc.replace_substring_regex(arr, _DOUBLE_QUOTES, '"')
-    arr = pc.replace_substring_regex(arr, _HYPHENS, "-")
-    return pc.replace_substring_regex(arr, _LONG_DASHES, " - ")
+    """NFKC, quotes, dashes, invisible characters and odd whitespace (for rows that are not plain ASCII).
+
+    The result is that of applying NFKC and then each of the six replacements to every row; each step is
+    only run on the rows it can change, found from the rows' code points (``_code_points``): NFKC on rows
+    with a character outside ``_stable_table()`` (most accented letters and curly quotes are inside it),
+    each explicit replacement on rows holding one of its characters, the invisible-character pass on rows
+    with a control byte or a character outside the table. (The table holds only characters that NFKC keeps
+    in any context and that are neither control nor format characters, as Arrow's own NFKC and RE2 say.)
+    """
+    stable = _stable_table()
+    rows, cps = _code_points(arr)
+    outside = (cps >= len(stable)) | ~stable[np.minimum(cps, len(stable) - 1)]
+    arr = _on_rows(arr, _rows_any(len(arr), rows, outside & (cps >= 0x80)), _nfkc)
+    rows, cps = _code_points(arr)  # the rows NFKC changed have new characters
+    n = len(arr)
+    outside = (cps >= len(stable)) | ~stable[np.minimum(cps, len(stable) - 1)]
+    control = (cps < 32) | (cps == 127)
+    for pattern, replacement, hit in (
+        (_ODD_SPACE, " ", np.isin(cps, _ODD_SPACE_CPS)),
+        (_INVISIBLE, "", control | (outside & (cps >= 0x80))),
+        (_SINGLE_QUOTES, "'", np.isin(cps, _SINGLE_QUOTE_CPS)),
+        (_DOUBLE_QUOTES, '"', np.isin(cps, _DOUBLE_QUOTE_CPS)),
+        (_HYPHENS, "-", np.isin(cps, _HYPHEN_CPS)),
+        (_LONG_DASHES, " - ", np.isin(cps, _LONG_DASH_CPS)),
+    ):  # none of them creates a character another one replaces: the candidates are found once
+        arr = _on_rows(arr, _rows_any(n, rows, hit), _regex_replacer(pattern, replacement))
+    return arr
+
+
+def _nfkc(arr: pa.Array) -> pa.Array:
+    return pc.utf8_normalize(arr, "NFKC")  # full-width forms, ligatures, "…" -> "...", NBSP -> space
+
+
+def _regex_replacer(pattern: str, replacement: str):
+    return lambda a: pc.replace_substring_regex(a, pattern, replacement)
+
+
+def _cps(pattern: str) -> np.ndarray:
+    """The code points of a character-class pattern written as explicit characters."""
+    return np.array([ord(c) for c in pattern.strip("[]")], dtype=np.int64)
+
+
+_ODD_SPACE_CPS = np.array([9, 10, 11, 12, 13, 0x85, 0x1680, 0x2028, 0x2029], dtype=np.int64)  # = _ODD_SPACE
+_SINGLE_QUOTE_CPS = _cps(_SINGLE_QUOTES)
+_DOUBLE_QUOTE_CPS = _cps(_DOUBLE_QUOTES)
+_HYPHEN_CPS = _cps(_HYPHENS)
+_LONG_DASH_CPS = _cps(_LONG_DASHES)
+# Blocks whose characters may skip NFKC and the invisible pass (Latin-1, Latin Extended-A/B, General
+# Punctuation: accented letters, curly quotes, dashes); the table keeps those of them that qualify.
+_STABLE_BLOCKS = ((0x00A0, 0x0250), (0x2010, 0x2060))
+
+
+@functools.cache
+def _stable_table() -> np.ndarray:
+    """table[cp]: NFKC leaves the character unchanged in any string (NFKC of it is itself, combining class
+    0, not a mark) and it is neither a control nor a format character (RE2's \\p{Cc}\\p{Cf})."""
+    table = np.zeros(_STABLE_BLOCKS[-1][1], dtype=bool)
+    cps = np.concatenate([np.arange(lo, hi) for lo, hi in _STABLE_BLOCKS])
+    chars = [chr(c) for c in cps]
+    arr = pa.array(chars, pa.string())
+    same = pc.equal(pc.utf8_normalize(arr, "NFKC"), arr).to_numpy(zero_copy_only=False)
+    invisible = pc.match_substring_regex(arr, _INVISIBLE).to_numpy(zero_copy_only=False)
+    plain = np.array(
+        [unicodedata.combining(c) == 0 and unicodedata.category(c)[0] not in "MZC" for c in chars]
+    )
+    table[cps] = same & ~invisible & plain
+    return table
+
+
+def _code_points(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(row, code point) of every character of a UTF-8 string array, vectorized over its bytes."""
+    offsets, data = _byte_view(arr)
+    data = data[offsets[0] : offsets[-1]] if len(offsets) else data[:0]
+    base = offsets[0] if len(offsets) else 0
+    padded = np.concatenate([data, np.zeros(3, np.uint8)]).astype(np.int64)
+    starts = np.flatnonzero((data & 0xC0) != 0x80)  # every byte that is not a continuation byte
+    b0 = padded[starts]
+    b1, b2, b3 = (padded[starts + k] & 0x3F for k in (1, 2, 3))
+    cps = np.where(
+        b0 < 0x80,
+        b0,
+        np.where(
+            b0 < 0xE0,
+            ((b0 & 0x1F) << 6) | b1,
+            np.where(
+                b0 < 0xF0,
+                ((b0 & 0x0F) << 12) | (b1 << 6) | b2,
+                ((b0 & 0x07) << 18) | (b1 << 12) | (b2 << 6) | b3,
+            ),
+        ),
+    )
+    rows = np.searchsorted(offsets - base, starts, side="right") - 1
+    return rows, cps
+
+
+def _rows_any(n: int, rows: np.ndarray, hit: np.ndarray) -> np.ndarray:
+    out = np.zeros(n, dtype=bool)
+    out[rows[hit]] = True
+    return out
 
 
 def _fix_spaces(arr: pa.Array) -> pa.Array:
@@ -288,25 +381,60 @@ def measure(arr: pa.Array) -> TextStats:
     high = high > 0
     chars = nbytes
     letters = (nbytes - spaces - punct - symbols).astype(np.float64)
-    if high.any():  # characters are not bytes in these rows: count them with Unicode-aware regexes
+    url = url > 0
+    if high.any():  # characters are not bytes in these rows: count them per code point
         sub = arr.filter(pa.array(high))
         chars = chars.copy()
-        chars[high] = pc.utf8_length(sub).to_numpy(zero_copy_only=False)
-        letters[high] = pc.count_substring_regex(sub, r"[\pL\pM]").to_numpy(zero_copy_only=False)
         symbols = symbols.copy()
-        symbols[high] = pc.count_substring_regex(sub, r"[^\pL\pM\s.,!?'\"\-;:()]").to_numpy(
-            zero_copy_only=False
-        )
+        chars[high], letters[high], symbols[high], www = _unicode_counts(sub)
+        url[high] |= www
     counted = letters + symbols
     fraction = np.where(counted > 0, letters / np.maximum(counted, 1), 1.0)
     words = np.where(chars > 0, spaces + 1, 0)
+    # every markup/special-token match needs an ASCII byte of _MARKUP_BYTES; every URL match needs
+    # ":", "@", a "." before an ASCII letter (the domain endings) or "www." (_unicode_counts, for the
+    # non-ASCII rows; ASCII rows keep their byte hints, as always)
     return TextStats(
-        chars=chars,
-        words=words,
-        letter_fraction=fraction,
-        maybe_markup=(markup > 0) | high,
-        maybe_url=(url > 0) | high,
+        chars=chars, words=words, letter_fraction=fraction, maybe_markup=markup > 0, maybe_url=url
     )
+
+
+_LETTER_RE = r"[\pL\pM]"  # a letter or a mark (accents), Unicode-aware
+_SYMBOL_RE = r"[^\pL\pM\s.,!?'\"\-;:()]"  # neither a letter nor whitespace nor everyday punctuation
+_BMP = 0x10000  # code points classified by table; rows with characters above it use the regexes
+
+
+@functools.cache
+def _class_tables() -> tuple[np.ndarray, np.ndarray]:
+    """is_letter[cp], is_symbol[cp] for the Basic Multilingual Plane, as RE2 matches _LETTER_RE/_SYMBOL_RE."""
+    cps = np.concatenate([np.arange(0, 0xD800), np.arange(0xE000, _BMP)])  # no surrogates in UTF-8
+    arr = pa.array([chr(c) for c in cps], pa.string())
+    letter = np.zeros(_BMP, dtype=bool)
+    symbol = np.zeros(_BMP, dtype=bool)
+    letter[cps] = pc.match_substring_regex(arr, _LETTER_RE).to_numpy(zero_copy_only=False)
+    symbol[cps] = pc.match_substring_regex(arr, _SYMBOL_RE).to_numpy(zero_copy_only=False)
+    return letter, symbol
+
+
+def _unicode_counts(sub: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Characters, letters (_LETTER_RE), symbols (_SYMBOL_RE) and a "www." hint per row."""
+    n = len(sub)
+    rows, cps = _code_points(sub)
+    letter, symbol = _class_tables()
+    inside = cps < _BMP
+    c = np.minimum(cps, _BMP - 1)
+    chars = np.bincount(rows, minlength=n)
+    letters = np.bincount(rows, weights=letter[c] & inside, minlength=n)
+    symbols = np.bincount(rows, weights=symbol[c] & inside, minlength=n).astype(np.int64)
+    beyond = _rows_any(n, rows, ~inside)
+    if beyond.any():  # characters outside the tables: the regexes themselves
+        far = sub.filter(pa.array(beyond))
+        letters[beyond] = pc.count_substring_regex(far, _LETTER_RE).to_numpy(zero_copy_only=False)
+        symbols[beyond] = pc.count_substring_regex(far, _SYMBOL_RE).to_numpy(zero_copy_only=False)
+    w = (cps | 0x20) == ord("w")  # "www." in any case ("w" has no other case-fold partner)
+    www = np.zeros(cps.size, dtype=bool)
+    www[:-3] = w[:-3] & w[1:-2] & w[2:-1] & (cps[3:] == ord(".")) & (rows[:-3] == rows[3:])
+    return chars, letters, symbols, _rows_any(n, rows, www)
 
 
 def filter_codes(arr: pa.Array, options: CleanOptions) -> tuple[np.ndarray, TextStats]:

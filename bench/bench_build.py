@@ -239,6 +239,18 @@ def main() -> None:
             floor = _run_child("floor", str(corpus), str(tmp / f"floor_{n}"), str(build["rows"]))
             io_floor = _run_child("floor", str(corpus), str(tmp / f"io_{n}"), "0", str(tmp / f"out_{n}"))
             rows_out.append((n, build, floor))
+            print(
+                f"{n:>9} lines: build {build['seconds']:.2f} s wall, {build['cpu_s']:.2f} s CPU = "
+                f"{n / build['seconds']:,.0f} sentences/s ({build['rows']} rows, {build['texts']} texts kept)\n"
+                f"{'':>17}floor (pyarrow: read + write the text of as many rows) {floor['seconds']:.2f} s wall, "
+                f"{floor['cpu_s']:.2f} s CPU -> build/floor {build['seconds'] / floor['seconds']:.1f}x wall, "
+                f"{build['cpu_s'] / floor['cpu_s']:.1f}x CPU\n"
+                f"{'':>17}output floor (pyarrow: read + write the same output tables) {io_floor['seconds']:.2f} s wall, "
+                f"{io_floor['cpu_s']:.2f} s CPU -> build/output floor {build['seconds'] / io_floor['seconds']:.1f}x wall, "
+                f"{build['cpu_s'] / io_floor['cpu_s']:.1f}x CPU\n"
+                f"{'':>17}peak RSS: build {build['peak_rss_mb']:.0f} MB (after imports {build['rss_before_mb']:.0f} MB), "
+                f"floor {floor['peak_rss_mb']:.0f} MB"
+            )
             if n == args.lines and args.repeats > 1:  # more runs of the full size: ratios of each run
                 ratios = {
                     "wall": [build["seconds"] / io_floor["seconds"]],
@@ -258,18 +270,6 @@ def main() -> None:
                 )
                 print(f"{'':>17}build/output floor over {args.repeats} runs (min / median): {summary} "
                       f"(target <= {TARGET_RATIO:g}x)")  # fmt: skip
-            print(
-                f"{n:>9} lines: build {build['seconds']:.2f} s wall, {build['cpu_s']:.2f} s CPU = "
-                f"{n / build['seconds']:,.0f} sentences/s ({build['rows']} rows, {build['texts']} texts kept)\n"
-                f"{'':>17}floor (pyarrow: read + write the text of as many rows) {floor['seconds']:.2f} s wall, "
-                f"{floor['cpu_s']:.2f} s CPU -> build/floor {build['seconds'] / floor['seconds']:.1f}x wall, "
-                f"{build['cpu_s'] / floor['cpu_s']:.1f}x CPU\n"
-                f"{'':>17}output floor (pyarrow: read + write the same output tables) {io_floor['seconds']:.2f} s wall, "
-                f"{io_floor['cpu_s']:.2f} s CPU -> build/output floor {build['seconds'] / io_floor['seconds']:.1f}x wall, "
-                f"{build['cpu_s'] / io_floor['cpu_s']:.1f}x CPU\n"
-                f"{'':>17}peak RSS: build {build['peak_rss_mb']:.0f} MB (after imports {build['rss_before_mb']:.0f} MB), "
-                f"floor {floor['peak_rss_mb']:.0f} MB"
-            )
         print(f"dropped ({sizes[-1]} lines): {rows_out[-1][1]['drops']}")
         if len(rows_out) == 2:
             (n0, b0, _), (n1, b1, _) = rows_out

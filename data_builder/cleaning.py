@@ -176,22 +176,24 @@ def _normalize_full(arr: pa.Array) -> pa.Array:
     in any context and that are neither control nor format characters, as Arrow's own NFKC and RE2 say.)
     """
     stable = _stable_table()
-    rows, cps = _code_points(arr)
-    outside = (cps >= len(stable)) | ~stable[np.minimum(cps, len(stable) - 1)]
-    arr = _on_rows(arr, _rows_any(len(arr), rows, outside & (cps >= 0x80)), _nfkc)
+
+    def unstable(rows, cps):  # rows with a character outside the table
+        return _rows_any(len(arr), rows, (cps >= len(stable)) | ~stable[np.minimum(cps, len(stable) - 1)])
+
+    arr = _on_rows(arr, unstable(*_code_points(arr)), _nfkc)
     rows, cps = _code_points(arr)  # the rows NFKC changed have new characters
     n = len(arr)
-    outside = (cps >= len(stable)) | ~stable[np.minimum(cps, len(stable) - 1)]
-    control = (cps < 32) | (cps == 127)
+    offsets, data = _byte_view(arr)
+    control = _rows_with(offsets, (data < 32) | (data == 127)) > 0  # ASCII controls, tabs, line ends
     for pattern, replacement, hit in (
-        (_ODD_SPACE, " ", np.isin(cps, _ODD_SPACE_CPS)),
-        (_INVISIBLE, "", control | (outside & (cps >= 0x80))),
-        (_SINGLE_QUOTES, "'", np.isin(cps, _SINGLE_QUOTE_CPS)),
-        (_DOUBLE_QUOTES, '"', np.isin(cps, _DOUBLE_QUOTE_CPS)),
-        (_HYPHENS, "-", np.isin(cps, _HYPHEN_CPS)),
-        (_LONG_DASHES, " - ", np.isin(cps, _LONG_DASH_CPS)),
+        (_ODD_SPACE, " ", control | _rows_any(n, rows, np.isin(cps, _ODD_SPACE_CPS))),
+        (_INVISIBLE, "", control | unstable(rows, cps)),
+        (_SINGLE_QUOTES, "'", _rows_any(n, rows, np.isin(cps, _SINGLE_QUOTE_CPS))),
+        (_DOUBLE_QUOTES, '"', _rows_any(n, rows, np.isin(cps, _DOUBLE_QUOTE_CPS))),
+        (_HYPHENS, "-", _rows_any(n, rows, np.isin(cps, _HYPHEN_CPS))),
+        (_LONG_DASHES, " - ", _rows_any(n, rows, np.isin(cps, _LONG_DASH_CPS))),
     ):  # none of them creates a character another one replaces: the candidates are found once
-        arr = _on_rows(arr, _rows_any(n, rows, hit), _regex_replacer(pattern, replacement))
+        arr = _on_rows(arr, hit, _regex_replacer(pattern, replacement))
     return arr
 
 
@@ -236,28 +238,24 @@ def _stable_table() -> np.ndarray:
 
 
 def _code_points(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(row, code point) of every character of a UTF-8 string array, vectorized over its bytes."""
+    """(row, code point) of every NON-ASCII character of a UTF-8 string array (sparse in real text:
+    only the lead bytes are decoded)."""
     offsets, data = _byte_view(arr)
-    data = data[offsets[0] : offsets[-1]] if len(offsets) else data[:0]
-    base = offsets[0] if len(offsets) else 0
-    padded = np.concatenate([data, np.zeros(3, np.uint8)]).astype(np.int64)
-    starts = np.flatnonzero((data & 0xC0) != 0x80)  # every byte that is not a continuation byte
-    b0 = padded[starts]
-    b1, b2, b3 = (padded[starts + k] & 0x3F for k in (1, 2, 3))
+    if not len(offsets) or offsets[-1] == offsets[0]:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    starts = np.flatnonzero(data[lo:hi] >= 0xC0) + lo  # lead bytes of multi-byte characters
+    padded = np.concatenate([data[:hi], np.zeros(3, np.uint8)])
+    b0 = padded[starts].astype(np.int64)
+    b1, b2, b3 = ((padded[starts + k] & 0x3F).astype(np.int64) for k in (1, 2, 3))
     cps = np.where(
-        b0 < 0x80,
-        b0,
+        b0 < 0xE0,
+        ((b0 & 0x1F) << 6) | b1,
         np.where(
-            b0 < 0xE0,
-            ((b0 & 0x1F) << 6) | b1,
-            np.where(
-                b0 < 0xF0,
-                ((b0 & 0x0F) << 12) | (b1 << 6) | b2,
-                ((b0 & 0x07) << 18) | (b1 << 12) | (b2 << 6) | b3,
-            ),
+            b0 < 0xF0, ((b0 & 0x0F) << 12) | (b1 << 6) | b2, ((b0 & 0x07) << 18) | (b1 << 12) | (b2 << 6) | b3
         ),
     )
-    rows = np.searchsorted(offsets - base, starts, side="right") - 1
+    rows = np.searchsorted(offsets, starts, side="right") - 1
     return rows, cps
 
 
@@ -416,25 +414,57 @@ def _class_tables() -> tuple[np.ndarray, np.ndarray]:
     return letter, symbol
 
 
+_COUNT_BITS = 21  # per-row byte counters packed three to a uint64 (rows up to 2 MiB; longer: regexes)
+
+
 def _unicode_counts(sub: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Characters, letters (_LETTER_RE), symbols (_SYMBOL_RE) and a "www." hint per row."""
+    """Characters, letters (_LETTER_RE), symbols (_SYMBOL_RE) and a "www." hint per row: ASCII bytes and
+    continuation bytes counted in one packed pass, the non-ASCII characters looked up by code point."""
     n = len(sub)
-    rows, cps = _code_points(sub)
+    offsets, data = _byte_view(sub)
     letter, symbol = _class_tables()
+    weights = _ascii_count_weights()
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    nbytes = np.diff(offsets).astype(np.int64)
+    starts = offsets[:-1]
+    per_row = np.add.reduceat(weights[data[lo:hi]], np.minimum(starts - lo, hi - lo - 1))
+    per_row[nbytes == 0] = 0
+    field = np.uint64((1 << _COUNT_BITS) - 1)
+    ascii_letters = (per_row & field).astype(np.int64)
+    ascii_symbols = ((per_row >> np.uint64(_COUNT_BITS)) & field).astype(np.int64)
+    continuation = ((per_row >> np.uint64(2 * _COUNT_BITS)) & field).astype(np.int64)
+    rows, cps = _code_points(sub)
     inside = cps < _BMP
     c = np.minimum(cps, _BMP - 1)
-    chars = np.bincount(rows, minlength=n)
-    letters = np.bincount(rows, weights=letter[c] & inside, minlength=n)
-    symbols = np.bincount(rows, weights=symbol[c] & inside, minlength=n).astype(np.int64)
-    beyond = _rows_any(n, rows, ~inside)
-    if beyond.any():  # characters outside the tables: the regexes themselves
+    chars = nbytes - continuation
+    letters = ascii_letters + np.bincount(rows[letter[c] & inside], minlength=n)
+    symbols = ascii_symbols + np.bincount(rows[symbol[c] & inside], minlength=n)
+    beyond = _rows_any(n, rows, ~inside) | (nbytes >= 1 << _COUNT_BITS)
+    if beyond.any():  # characters outside the tables, or rows too long for the counters: the regexes
         far = sub.filter(pa.array(beyond))
+        chars[beyond] = pc.utf8_length(far).to_numpy(zero_copy_only=False)
         letters[beyond] = pc.count_substring_regex(far, _LETTER_RE).to_numpy(zero_copy_only=False)
         symbols[beyond] = pc.count_substring_regex(far, _SYMBOL_RE).to_numpy(zero_copy_only=False)
-    w = (cps | 0x20) == ord("w")  # "www." in any case ("w" has no other case-fold partner)
-    www = np.zeros(cps.size, dtype=bool)
-    www[:-3] = w[:-3] & w[1:-2] & w[2:-1] & (cps[3:] == ord(".")) & (rows[:-3] == rows[3:])
-    return chars, letters, symbols, _rows_any(n, rows, www)
+    w = (data[lo:hi] | 0x20) == ord("w")  # "www." in any case ("w" has no other case-fold partner)
+    at = np.flatnonzero(w[:-3] & w[1:-2] & w[2:-1] & (data[lo + 3 : hi] == ord("."))) + lo
+    same_row = np.searchsorted(offsets, at, side="right") == np.searchsorted(offsets, at + 3, side="right")
+    www = _rows_any(n, np.searchsorted(offsets, at, side="right") - 1, same_row)
+    return chars, letters.astype(np.float64), symbols, www
+
+
+@functools.cache
+def _ascii_count_weights() -> np.ndarray:
+    """Per byte: 1 in the letter counter (an ASCII letter), in the symbol counter (an ASCII character
+    _SYMBOL_RE matches), in the continuation counter (0x80-0xBF)."""
+    letter, symbol = _class_tables()
+    b = np.arange(256)
+    ascii_ = b < 0x80
+    weights = (
+        (letter[b] & ascii_).astype(np.uint64)
+        | ((symbol[b] & ascii_).astype(np.uint64) << np.uint64(_COUNT_BITS))
+        | (((b & 0xC0) == 0x80).astype(np.uint64) << np.uint64(2 * _COUNT_BITS))
+    )
+    return weights
 
 
 def filter_codes(arr: pa.Array, options: CleanOptions) -> tuple[np.ndarray, TextStats]:

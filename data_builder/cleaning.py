@@ -197,6 +197,21 @@ def _normalize_full(arr: pa.Array) -> pa.Array:
     return arr
 
 
+def nfkc_changes(arr: pa.Array) -> np.ndarray:
+    """Per row: NFKC would change the text (as ``pc.not_equal(pc.utf8_normalize(arr, "NFKC"), arr)``,
+    nulls False), computed only on rows with a character outside ``_stable_table()``."""
+    if arr.null_count:
+        arr = pc.fill_null(arr, "")
+    stable = _stable_table()
+    rows, cps = _code_points(arr)
+    maybe = _rows_any(len(arr), rows, (cps >= len(stable)) | ~stable[np.minimum(cps, len(stable) - 1)])
+    out = np.zeros(len(arr), dtype=bool)
+    if maybe.any():
+        sub = arr.filter(pa.array(maybe))
+        out[maybe] = pc.not_equal(_nfkc(sub), sub).to_numpy(zero_copy_only=False)
+    return out
+
+
 def _nfkc(arr: pa.Array) -> pa.Array:
     return pc.utf8_normalize(arr, "NFKC")  # full-width forms, ligatures, "…" -> "...", NBSP -> space
 

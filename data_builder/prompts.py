@@ -18,6 +18,8 @@ import pyarrow.compute as pc
 
 from stylegrpo.styles import PromptTemplate
 
+from .cleaning import nfkc_changes
+
 log = logging.getLogger(__name__)
 
 MESSAGE_TYPE = pa.struct([("role", pa.string()), ("content", pa.string())])
@@ -102,9 +104,8 @@ class PromptRenderer:
         could break it is rendered by ``render`` itself, which raises. A text can only hold a marker (also
         as a tokenizer normalises it) when it has a '<', '|' or '>', or when NFKC changes it; cleaning
         (NFKC, no markup characters) leaves none, so this normally finds nothing to do."""
-        marked = pc.match_substring_regex(texts, "[<|>]")
-        changed = pc.not_equal(pc.utf8_normalize(texts, "NFKC"), texts)
-        suspect = pc.fill_null(pc.or_(marked, changed), False).to_numpy(zero_copy_only=False)
+        marked = pc.fill_null(pc.match_substring_regex(texts, "[<|>]"), False).to_numpy(zero_copy_only=False)
+        suspect = marked | nfkc_changes(texts)  # NFKC only where it can change something
         for i in np.flatnonzero(suspect):
             self.template.render(texts[int(i)].as_py(), self.descriptions[desc_ids[i]])
 

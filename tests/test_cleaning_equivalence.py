@@ -154,3 +154,11 @@ def test_stable_table_is_what_it_claims():
     pairs = pa.array([a + b for a in chars + ["a", "e"] for b in chars + ["a", "e"]])
     assert pc.all(pc.equal(pc.utf8_normalize(pairs, "NFKC"), pairs)).as_py()
     assert not pc.any(pc.match_substring_regex(pa.array(chars), c._INVISIBLE)).as_py()
+
+
+def test_nfkc_changes_is_the_direct_comparison():
+    texts = pa.array(sample(n=3000, seed=3) + [None, "", "plain"], pa.string())
+    direct = pc.fill_null(pc.not_equal(pc.utf8_normalize(texts, "NFKC"), texts), False)
+    ours = c.nfkc_changes(texts)
+    np.testing.assert_array_equal(ours, direct.to_numpy(zero_copy_only=False))
+    assert 100 < ours.sum() < len(texts) - 100  # both kinds of rows are in the sample

@@ -2,13 +2,14 @@
 cache (decoded once per batch), per-style metrics, and the reward registry."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from stylegrpo.errors import StyleGRPOError
 from stylegrpo.styles import parse_catalog
-from training.rewards import (
+from stylegrpo.training.rewards import (
     GUARD_FLAGS,
     REWARD_NAMES,
     AudioCache,
@@ -271,3 +272,127 @@ def test_missing_column_is_a_clear_error(tokenizer, judges, catalog):
     (fn,) = build_reward_functions(["cer"], ctx)
     with pytest.raises(StyleGRPOError, match="column 'text'"):
         fn(prompts=[], completions=[], completion_ids=[ids(tokenizer, [1, 2, 3])])
+
+
+# ------------------------------------------------------------------ overlapped (concurrent) reward functions
+
+OVERLAP_NAMES = ["style", "style_contrastive", "cer", "whisper_nll", "acoustic"]
+
+
+def overlap_batch(tokenizer):
+    """Two valid clips of different lengths, one with no speech (guarded): None/minimum paths too."""
+    batch_ids = [ids(tokenizer, rng_codes(30, 3)), ids(tokenizer, rng_codes(22, 4)), ids(tokenizer, [])]
+    texts = ["hello there", "good morning", "hi"]
+    styles = ["loud", "quiet", "mean"]
+    descs = ["a man shouting loudly", "a quiet whisper", "a plain voice"]
+    return batch_ids, texts, styles, descs
+
+
+def run_overlapped(fns, batch_ids, texts, styles, descs, metrics):
+    """What TRL 1.16 does with async reward functions: asyncio.gather of every call, on one event loop."""
+    import asyncio
+
+    async def gather():
+        return await asyncio.gather(*(call(fn, batch_ids, texts, styles, descs, metrics) for fn in fns))
+
+    return asyncio.run(gather())
+
+
+def test_overlapped_rewards_equal_sequential_decode_once_and_log_wall_and_sum(
+    tokenizer, judges, catalog, monkeypatch
+):
+    """Overlapped: the same values and metrics as one-after-another calls, one decode, acoustic really
+    beside the judges (whisper_nll waits for it), and wall <= sum logged once per batch."""
+    import inspect
+    import threading
+
+    from stylegrpo.training.rewards import AcousticReward, overlap_rewards
+
+    batch = overlap_batch(tokenizer)
+    seq_ctx = make_ctx(tokenizer, judges, catalog)
+    seq_metrics: dict = {}
+    sequential = [call(fn, *batch, seq_metrics) for fn in build_reward_functions(OVERLAP_NAMES, seq_ctx)]
+
+    ctx = make_ctx(tokenizer, judges, catalog)
+    fns = overlap_rewards(build_reward_functions(OVERLAP_NAMES, ctx))
+    assert all(inspect.iscoroutinefunction(f.__call__) for f in fns)  # TRL's test: it gathers these
+    assert [f.__name__ for f in fns] == OVERLAP_NAMES
+    lanes = {f.__name__: f.executor for f in fns}
+    assert lanes["acoustic"] is not lanes["style"] and lanes["style"] is lanes["whisper_nll"]
+
+    # Proof of overlap without timing: whisper_nll (judge thread) blocks until acoustic (its own
+    # thread) has scored; sequential execution would run acoustic only after whisper_nll returned.
+    acoustic_done = threading.Event()
+    score = AcousticReward.score
+
+    def acoustic_score(self, *a, **k):
+        out = score(self, *a, **k)
+        acoustic_done.set()
+        return out
+
+    nll = judges.whisper.nll
+
+    def waiting_nll(*a, **k):
+        assert acoustic_done.wait(60), "acoustic did not run while whisper_nll was running"
+        return nll(*a, **k)
+
+    monkeypatch.setattr(AcousticReward, "score", acoustic_score)
+    monkeypatch.setattr(judges.whisper, "nll", waiting_nll)
+    metrics: dict = {}
+    overlapped = run_overlapped(fns, *batch, metrics)
+
+    assert overlapped == sequential  # exact, None (left out) and guard minimum included
+    assert sequential[0][2] == 0.0  # the no-speech clip got the minimum in both
+    assert ctx.cache.decode_calls == 1 and seq_ctx.cache.decode_calls == 1
+    timing = {k for k in seq_metrics if k.startswith("timing/")}
+    assert {k for k in metrics if not k.startswith("timing/")} == set(seq_metrics) - timing
+    for key, values in seq_metrics.items():
+        if not key.startswith("timing/"):
+            assert sorted(metrics[key]) == sorted(values), key  # same values (any order across threads)
+
+    for m, c in ((seq_metrics, seq_ctx), (metrics, ctx)):
+        (wall,), (total,) = m["timing/rewards_wall_s"], m["timing/rewards_sum_s"]
+        parts = m["timing/decode_s"] + [m[f"timing/reward/{n}_s"][0] for n in OVERLAP_NAMES]
+        assert total == pytest.approx(sum(parts))  # the sum is decode + each reward's own time
+        assert wall > 0
+        assert c.batch_timings == [(wall, total)]
+    wall, total = ctx.batch_timings[0]
+    assert wall <= total + 0.05  # overlapped: never the sum plus more than scheduling noise
+
+
+def test_concurrent_calls_decode_once_and_share_features_once(tokenizer, judges, catalog):
+    """Many threads asking for the same batch at once: one codec call, one CLAP audio pass."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ctx = make_ctx(tokenizer, judges, catalog)
+    (style,) = build_reward_functions(["style"], ctx)
+    calls = []
+    embed = judges.clap.audio_embeddings
+
+    def counted(wavs):
+        calls.append(len(wavs))
+        return embed(wavs)
+
+    batch = overlap_batch(tokenizer)
+    try:
+        judges.clap.audio_embeddings = counted
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda _: call(style, *batch), range(4)))
+    finally:
+        del judges.clap.audio_embeddings
+    assert all(r == results[0] for r in results)
+    assert ctx.cache.decode_calls == 1 and calls == [2]
+
+
+def test_overlap_is_the_default_and_clean_on_cpu_is_a_cpu_reward(judges, tokenizer, catalog):
+    from stylegrpo.training.cli import parse_config
+    from stylegrpo.training.grpo import ScriptArguments
+    from stylegrpo.training.rewards import CPU_LANE, JUDGE_LANE, REWARD_CLASSES
+
+    assert ScriptArguments().overlap_rewards is True
+    recipes = Path(__file__).resolve().parent.parent / "training" / "recipes"
+    script_args, _, _, _ = parse_config(recipes / "tiny.yaml", {"overlap_rewards": False})
+    assert script_args.overlap_rewards is False
+    ctx = make_ctx(tokenizer, judges, catalog)
+    lanes = {n: REWARD_CLASSES[n](ctx).lane for n in REWARD_NAMES}
+    assert lanes == {n: CPU_LANE if n in ("acoustic", "clean") else JUDGE_LANE for n in REWARD_NAMES}

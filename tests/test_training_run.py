@@ -13,9 +13,9 @@ import yaml
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from training.cli import parse_config
-from training.grpo import build_trainer, main
-from training.learning_demo import write_demo_data
+from stylegrpo.training.cli import parse_config
+from stylegrpo.training.grpo import build_trainer, main
+from stylegrpo.training.learning_demo import write_demo_data
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "training" / "recipes" / "tiny.yaml"
@@ -101,6 +101,10 @@ def test_grpo_step_trains_the_lora_and_not_the_base(tmp_path, demo_data):
         "rewards/acoustic/whisper",
     } <= logged
     assert {"timing/decode_s", "timing/reward/style_s", "guards/truncated", "duration_s/whisper"} <= logged
+    # overlapped rewards (the default) through TRL's async path: the step's wall time beside the sum
+    assert {"timing/rewards_wall_s", "timing/rewards_sum_s"} <= logged
+    assert all(type(f).__name__ == "OverlappedReward" for f in run.trainer.reward_funcs)
+    assert len(run.rewards.batch_timings) >= 3
 
 
 class Interrupt(Exception):
@@ -156,7 +160,7 @@ def test_interrupt_resume_and_adapter_folder(tmp_path, demo_data, capsys, caplog
         shutil.copyfile(out / "checkpoint-2" / name, partial / name)
 
     # Resume through the command line: skips the partial checkpoint-3, continues from checkpoint-2 to step 4
-    with caplog.at_level(logging.WARNING, logger="training.checkpoints"):
+    with caplog.at_level(logging.WARNING, logger="stylegrpo.training.checkpoints"):
         assert cli_main([*args, "--resume_from_checkpoint", "true"]) == 0
     warnings = [r.getMessage() for r in caplog.records]
     assert any("skipping checkpoint-3" in w for w in warnings)

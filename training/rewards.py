@@ -26,7 +26,9 @@ style is exact), ``reward_by_style/<style>`` (the weighted sum of all rewards), 
 (the measured property a style targets), ``guards/<flag>`` (share of completions failing each guard),
 ``guarded/<style>`` (share failing any guard), ``duration_s/<style>`` (seconds of speech codes),
 ``quality/<sig|bak|ovrl>/<style>`` (DNSMOS of the clips the clean reward scored),
-``timing/decode_s`` and ``timing/reward/<name>_s``; once a batch's weighted rewards are complete, the
+``timing/decode_s`` and ``timing/reward/<name>_s`` (each reward's own scoring time), ``timing/rewards_sum_s``
+(decode + the sum of those) beside ``timing/rewards_wall_s`` (from the batch's first reward call to its
+last reward's end: below the sum when the rewards overlap, see :func:`overlap_rewards`); once a batch's weighted rewards are complete, the
 diagnostics of training/diagnostics.py: ``tradeoff/<a>~<b>/<style>`` (within-group Spearman of two
 rewards) and ``dominance/<name>/<style>`` (share of the within-group variance of the weighted total);
 ``asr_hallucinated/<style>`` (share of scored clips whose transcript is an ASR freak-out: their CER reward
@@ -37,11 +39,15 @@ them no advantage).
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import math
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -116,6 +122,10 @@ class DecodedBatch:
     )  # per-batch shared features (CLAP audio embeddings, ...)
     rewards: dict[str, list[float]] = field(default_factory=dict)  # filled in by each reward function
     step: int | None = None  # trainer global step when decoded (None outside a trainer)
+    first_call: float = math.inf  # perf_counter() when the first reward function of the batch was called
+    elapsed: dict[str, float] = field(default_factory=dict)  # reward name -> its scoring seconds
+    _locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False, compare=False)
+    _locks_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.codes)
@@ -126,9 +136,15 @@ class DecodedBatch:
         return [i for i, f in enumerate(self.flags) if f is None]
 
     def shared(self, key: str, compute: Callable[[], Any]) -> Any:
-        """A per-batch value computed once (e.g. CLAP audio embeddings used by two rewards)."""
-        if key not in self.memo:
-            self.memo[key] = compute()
+        """A per-batch value computed once (e.g. CLAP audio embeddings used by two rewards), also when
+        reward functions run concurrently: one lock per key, so other keys are computed meanwhile."""
+        if key in self.memo:
+            return self.memo[key]
+        with self._locks_lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self.memo:
+                self.memo[key] = compute()
         return self.memo[key]
 
 
@@ -137,7 +153,8 @@ class AudioCache:
 
     Keyed by the batch's completion ids (and texts, styles, descriptions): every reward function of a
     batch passes the same ``completion_ids``, so the second and later calls are cache hits. The codec
-    loads on first use. ``decode_calls`` counts codec calls (tests check it stays one per batch).
+    loads on first use. ``decode_calls`` counts codec calls (tests check it stays one per batch). A lock
+    makes concurrent calls (overlapped rewards) wait for the one decode instead of decoding again.
     """
 
     def __init__(
@@ -164,6 +181,7 @@ class AudioCache:
         self._batches: OrderedDict[Any, DecodedBatch] = OrderedDict()
         self.decode_calls = 0
         self.last: DecodedBatch | None = None
+        self._lock = threading.Lock()
 
     @property
     def codec(self) -> Any:
@@ -184,6 +202,18 @@ class AudioCache:
         step: int | None = None,
     ) -> DecodedBatch:
         """The decoded batch for these completions; decodes (and logs guard rates) only on the first call."""
+        with self._lock:
+            return self._get(completion_ids, texts, styles, descriptions, log_metric, step)
+
+    def _get(
+        self,
+        completion_ids: Sequence[Sequence[int]],
+        texts: Sequence[str],
+        styles: Sequence[str | None] | None,
+        descriptions: Sequence[str | None] | None,
+        log_metric: Callable[[str, float], None] | None,
+        step: int | None,
+    ) -> DecodedBatch:
         ids = [list(map(int, c.tolist() if hasattr(c, "tolist") else c)) for c in completion_ids]
         n = len(ids)
         styles = list(styles) if styles is not None else [None] * n
@@ -349,6 +379,10 @@ class RewardContext:
         self.normalize = normalize  # rewards normalised per group before the sum (normalize_then_sum)
         self.drop_group_cer_above = drop_group_cer_above  # None: never drop a group
         self.timings: dict[str, list[float]] = {}  # reward name -> seconds per call (bench reads these)
+        # (wall, sum) seconds of each batch's rewards once all of reward_names have run (bench reads these)
+        self.batch_timings: list[tuple[float, float]] = []
+        self.reward_names: tuple[str, ...] = ()  # the reward functions built on this context
+        self._lock = threading.Lock()  # report() may be called from several reward threads at once
 
     def targets(self, style: str | None) -> Mapping[str, tuple[float, float]]:
         if style is None:
@@ -368,10 +402,35 @@ class RewardContext:
         values: list[float],
         elapsed: float,
         log_metric: Callable[[str, float], None] | None,
+        called: float | None = None,
+    ) -> None:
+        with self._lock:
+            self._report(name, batch, values, elapsed, log_metric, called)
+
+    def _report(
+        self,
+        name: str,
+        batch: DecodedBatch,
+        values: list[float],
+        elapsed: float,
+        log_metric: Callable[[str, float], None] | None,
+        called: float | None,
     ) -> None:
         self.timings.setdefault(name, []).append(elapsed)
         was_complete = bool(self.weights) and set(self.weights) <= set(batch.rewards)
+        all_done = bool(self.reward_names) and set(self.reward_names) <= set(batch.rewards)
         batch.rewards[name] = values
+        batch.elapsed[name] = elapsed
+        if called is not None:
+            batch.first_call = min(batch.first_call, called)
+        if not all_done and self.reward_names and set(self.reward_names) <= set(batch.rewards):
+            # the step's reward wall time (first call, decode included, to this last end) beside the sum
+            wall = time.perf_counter() - batch.first_call
+            total = batch.decode_s + sum(batch.elapsed[k] for k in self.reward_names)
+            self.batch_timings.append((wall, total))
+            if log_metric is not None and math.isfinite(wall):
+                log_metric("timing/rewards_wall_s", wall)
+                log_metric("timing/rewards_sum_s", total)
         if log_metric is None:
             return
         log_metric(f"timing/reward/{name}_s", elapsed)
@@ -449,6 +508,7 @@ class AudioReward:
     name = "audio"
     minimum = 0.0  # every reward lies in [minimum, maximum]; the guards give the minimum
     maximum = 1.0
+    lane = "judge"  # where overlap_rewards runs it: JUDGE_LANE (model judges) or CPU_LANE
 
     def __init__(self, ctx: RewardContext):
         self.ctx = ctx
@@ -472,6 +532,7 @@ class AudioReward:
         descriptions = kwargs.get("description") or [None] * n
         log_metric = kwargs.get("log_metric")
         state = kwargs.get("trainer_state")
+        called = time.perf_counter()
         batch = self.ctx.cache.get(
             completion_ids,
             texts,
@@ -495,7 +556,7 @@ class AudioReward:
         left_out |= self.ctx.dropped(batch, log_metric)
         # None = "not applicable" for TRL: left out of this reward's group statistics, no advantage from it
         out: list[Any] = [None if i in left_out else float(r) for i, r in enumerate(rewards)]
-        self.ctx.report(self.name, batch, out, time.perf_counter() - t0, log_metric)
+        self.ctx.report(self.name, batch, out, time.perf_counter() - t0, log_metric, called)
         return out
 
     def score(self, batch: DecodedBatch, idx: list[int], columns: Mapping[str, Any]) -> Sequence[float]:
@@ -638,6 +699,7 @@ class AcousticReward(AudioReward):
     """
 
     name = "acoustic"
+    lane = "cpu"  # model-free numpy/numba measures (the pYIN kernels release the GIL)
 
     def score(self, batch: DecodedBatch, idx: list[int], columns: Mapping[str, Any]) -> Sequence[float]:
         from stylegrpo.scorers.acoustic import measure_batch, target_score
@@ -678,6 +740,19 @@ class CleanReward(AudioReward):
     """
 
     name = "clean"
+
+    @property
+    def lane(self) -> str:  # type: ignore[override]
+        """CPU_LANE unless DNSMOS runs on CUDA (onnxruntime-gpu and a CUDA judge device)."""
+        from stylegrpo.scorers._base import resolve_torch_device
+
+        if resolve_torch_device(self.ctx.judges.device).type != "cuda":
+            return CPU_LANE
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            return CPU_LANE
+        return JUDGE_LANE if "CUDAExecutionProvider" in ort.get_available_providers() else CPU_LANE
 
     def score(self, batch: DecodedBatch, idx: list[int], columns: Mapping[str, Any]) -> Sequence[float]:
         from stylegrpo.scorers.quality import QUALITY_FIELDS, clean_score
@@ -720,4 +795,41 @@ def check_reward_names(names: Sequence[str]) -> list[str]:
 
 def build_reward_functions(names: Sequence[str], ctx: RewardContext) -> list[AudioReward]:
     """One reward function per name, in order. Only the named ones are built; judges load on first use."""
-    return [REWARD_CLASSES[n](ctx) for n in check_reward_names(names)]
+    funcs = [REWARD_CLASSES[n](ctx) for n in check_reward_names(names)]
+    ctx.reward_names = tuple(f.name for f in funcs)
+    return funcs
+
+
+JUDGE_LANE = "judge"  # the model judges (CLAP, ASR, Whisper; DNSMOS on CUDA): one thread, in order, as before
+CPU_LANE = "cpu"  # CPU-bound rewards (acoustic; DNSMOS on CPU): beside the judges, one thread each
+
+
+class OverlappedReward:
+    """A reward function TRL runs concurrently with the others: its ``__call__`` is async (TRL 1.16 gathers
+    async reward functions with ``asyncio.gather`` on its event-loop thread), and awaits the wrapped
+    reward run on its lane's thread. Values, metrics and timings are the wrapped reward's own."""
+
+    def __init__(self, reward: AudioReward, executor: Executor):
+        self.reward = reward
+        self.executor = executor
+        self.__name__ = reward.__name__  # TRL names the function (and its metrics) by __name__
+
+    def __repr__(self) -> str:
+        return f"<overlapped reward {self.reward.name} ({self.reward.lane})>"
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> list[float]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(self.reward, *args, **kwargs))
+
+
+def overlap_rewards(funcs: Sequence[AudioReward]) -> list[OverlappedReward]:
+    """The reward functions made concurrent: the CPU-bound ones (``lane`` CPU_LANE) each on a thread of
+    their own, beside ONE thread that runs the model judges one after another (as sequential execution
+    does: no two judges' activations on the device at once). The batch is decoded once (AudioCache's lock:
+    the first call decodes, the others wait for it), shared features once (DecodedBatch.shared's locks).
+    The values are those of sequential calls; ``timing/rewards_wall_s`` against ``timing/rewards_sum_s``
+    shows the overlap."""
+    judges = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stylegrpo-judges")
+    n_cpu = sum(f.lane == CPU_LANE for f in funcs)
+    cpu = ThreadPoolExecutor(max_workers=max(1, n_cpu), thread_name_prefix="stylegrpo-cpu-reward")
+    return [OverlappedReward(f, cpu if f.lane == CPU_LANE else judges) for f in funcs]

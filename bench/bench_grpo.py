@@ -10,7 +10,7 @@ generations of 250-token completions and prints seconds per step and peak GPU me
 vLLM (colocate) when vLLM is installed. Random weights never end a completion, so the bench forces the
 length (the truncation and duration guards are off there) to time exactly 250 tokens of audio.
 
-The steps run through the real ``training.grpo.build_trainer`` (the same trainer, rewards and cache as
+The steps run through the real ``stylegrpo.training.grpo.build_trainer`` (the same trainer, rewards and cache as
 ``stylegrpo train``); the bench only wraps its methods with timers.
 """
 
@@ -95,8 +95,8 @@ def run_bench(
     import torch
     from transformers import TrainerCallback
 
-    from training.cli import parse_config
-    from training.grpo import build_trainer
+    from stylegrpo.training.cli import parse_config
+    from stylegrpo.training.grpo import build_trainer
 
     sync = torch.cuda.synchronize if gpu else None
     script_args, training_args, model_args, _ = parse_config(recipe, {**overrides, "max_steps": steps})
@@ -152,6 +152,13 @@ def run_bench(
         * training_args.gradient_accumulation_steps,
     }
     result["reward_share"] = result["scoring_total_s"] / step if step else float("nan")
+    # the rewards' measured wall time (first reward call, decode included, to the last reward's end) and
+    # decode + the sum of the rewards' own times, per step (ctx.batch_timings: one entry per reward batch)
+    per = max(1, len(ctx.batch_timings) // max(n, 1))
+    kept = ctx.batch_timings[per * skip :] or ctx.batch_timings
+    result["rewards_wall_s"] = statistics.fmean(w for w, _ in kept) * per if kept else float("nan")
+    result["rewards_sum_s"] = statistics.fmean(t for _, t in kept) * per if kept else float("nan")
+    result["overlap_rewards"] = bool(script_args.overlap_rewards)
     if gpu:
         result["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
     del trainer, run
@@ -186,6 +193,12 @@ def print_result(title: str, r: dict[str, Any]) -> None:
         slowest = max(r["rewards_s"].values(), default=0.0)
         if slowest:
             print(f"sum of reward times / slowest reward: {sum(r['rewards_s'].values()) / slowest:.2f}x")
+    wall, total = r.get("rewards_wall_s", float("nan")), r.get("rewards_sum_s", float("nan"))
+    if wall == wall and wall > 0:
+        print(
+            f"rewards {'overlapped' if r.get('overlap_rewards') else 'one after another'}: wall {wall:.3f} s "
+            f"vs decode + sum of rewards {total:.3f} s (sum / wall {total / wall:.2f}x)"
+        )
     if "peak_gpu_gib" in r:
         print(f"peak GPU memory: {r['peak_gpu_gib']:.2f} GiB")
 
@@ -239,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real-architectures", action="store_true", help="full-size random models on a GPU")
     parser.add_argument("--no-vllm", action="store_true", help="skip the vLLM run of --real-architectures")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--no-overlap", action="store_true",
+                        help="run the rewards one after another (overlap_rewards: false) to compare")  # fmt: skip
     parser.add_argument("--threads", type=int, default=1,
                         help="torch/BLAS threads (default 1: comparable figures on a shared machine)")  # fmt: skip
     parser.add_argument(
@@ -268,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                 "save_strategy": "no",
                 "samples_every": 0,
                 "logging_steps": 1,
+                "overlap_rewards": not args.no_overlap,
             }
             r = run_bench(TINY_RECIPE, overrides, args.steps, gpu=False, force_length=False)
             print_result("CPU, tiny preset (random tiny models: figures say nothing about real speed)", r)
@@ -303,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
                     }.items():
                         os.environ.setdefault(k, v)
                 overrides = real_overrides(specs, work, dataset, use_vllm)
+                overrides["overlap_rewards"] = not args.no_overlap
                 if not gpu:  # code check on CPU
                     overrides.update(
                         num_generations=2,

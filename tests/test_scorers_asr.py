@@ -113,3 +113,43 @@ def test_nemo_missing_is_a_clear_error(monkeypatch):
     scorer = AsrScorer("nemo:nvidia/parakeet-tdt-0.6b-v2")
     with pytest.raises(ScorerError, match="stylegrpo\\[nemo\\]"):
         scorer.transcribe([np.zeros(SAMPLE_RATE, np.float32)])
+
+
+def test_features_are_computed_on_the_judges_device():
+    """The feature extractor's own __call__ runs on the judge's device: on 'meta' (a device every machine
+    has) every output tensor is there, with the CPU's shapes and dtypes; without features_on_device
+    transformers' extractor fails there (its padded waveforms stay on the CPU). The CPU path is unchanged."""
+    from transformers import AutoProcessor
+
+    from stylegrpo.scorers.asr import features_on_device
+    from stylegrpo.tiny import resolve_model
+
+    path = resolve_model("tiny:parakeet")
+    rng = np.random.default_rng(0)
+    wavs = [0.1 * rng.standard_normal(n).astype(np.float32) for n in (SAMPLE_RATE, SAMPLE_RATE // 2)]
+
+    def features(processor, **kwargs):
+        return processor(audio=wavs, sampling_rate=SAMPLE_RATE, return_tensors="pt", **kwargs)
+
+    cpu = AutoProcessor.from_pretrained(path)
+    pad = cpu.feature_extractor.pad
+    assert features_on_device(cpu.feature_extractor, "cpu") == {}
+    assert cpu.feature_extractor.pad == pad  # nothing changed on the CPU
+    reference = features(cpu)
+
+    meta = AutoProcessor.from_pretrained(path)
+    with pytest.raises(RuntimeError, match="same device"):
+        features(meta, device="meta")  # transformers alone: STFT input on the CPU, window on the device
+    kwargs = features_on_device(meta.feature_extractor, "meta")
+    assert kwargs == {"device": "meta"}
+    out = features(meta, **kwargs)
+    assert set(out) == set(reference) == {"input_features", "attention_mask"}
+    for key, value in out.items():
+        assert value.device.type == "meta"
+        assert (value.shape, value.dtype) == (reference[key].shape, reference[key].dtype)
+
+    class NoDevice:  # an extractor whose __call__ has no device argument stays on the CPU
+        def __call__(self, raw_speech, sampling_rate=None):
+            return raw_speech
+
+    assert features_on_device(NoDevice(), "meta") == {}

@@ -112,6 +112,7 @@ class AsrScorer(LazyScorer):
         super().__init__(*args, **kwargs)
         spec = self.spec
         self.backend = "nemo" if spec.startswith(NEMO_PREFIX) else "transformers"
+        self._feature_kwargs: dict[str, Any] = {}  # extra feature-extractor kwargs (device=), set on load
 
     # -- loading ---------------------------------------------------------------------------------
     def _ensure_loaded(self) -> None:
@@ -146,6 +147,14 @@ class AsrScorer(LazyScorer):
         except OSError as e:
             raise ScorerError(f"cannot load ASR model {self.spec!r}: {e}") from None
         self.model = model.to(self.device).eval()
+        self._feature_kwargs = features_on_device(self.processor.feature_extractor, self.device)
+
+    def _features(self, wavs: list[np.ndarray]) -> Any:
+        """Padded log-mel features (and attention mask) of a batch, on the judge's device when the
+        feature extractor can compute them there (see features_on_device)."""
+        return self.processor(
+            audio=wavs, sampling_rate=SAMPLE_RATE, return_tensors="pt", **self._feature_kwargs
+        )
 
     def _load_nemo(self, target: str) -> None:
         try:
@@ -180,9 +189,7 @@ class AsrScorer(LazyScorer):
         out: list[str] = [""] * len(wavs)
         with torch.inference_mode():
             for _, idx in batched(order, self.batch_size):
-                inputs = self.processor(
-                    audio=[wavs[i] for i in idx], sampling_rate=SAMPLE_RATE, return_tensors="pt"
-                )
+                inputs = self._features([wavs[i] for i in idx])
                 ids = self.model.generate(
                     input_features=inputs["input_features"].to(self.device, self.model.dtype),
                     attention_mask=inputs["attention_mask"].to(self.device),
@@ -207,6 +214,31 @@ class AsrScorer(LazyScorer):
         check_same_length("clips", wavs, "references", references)
         hyps = self.transcribe(wavs)
         return [ErrorRates(cer(h, r), wer(h, r), h) for h, r in zip(hyps, references, strict=True)]
+
+
+def features_on_device(feature_extractor: Any, device: Any) -> dict[str, Any]:
+    """Set a transformers feature extractor up to compute on ``device``; returns the call's extra kwargs.
+
+    ParakeetFeatureExtractor.__call__ takes ``device=`` (its STFT, mel filter and normalisation run there),
+    but in transformers 5.x it pads the waveforms through ``pad()``, which returns CPU tensors, so on any
+    device but the CPU its STFT fails (input on the CPU, window on the device). Moving ``pad()``'s output to
+    the device makes the rest of its own ``__call__`` run there: the same operations, on the device. On the
+    CPU, or for an extractor without a ``device`` argument, nothing changes (features on the CPU).
+    """
+    import inspect
+
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cpu" or "device" not in inspect.signature(feature_extractor.__call__).parameters:
+        return {}
+    pad = feature_extractor.pad
+
+    def pad_on_device(*args: Any, **kwargs: Any) -> Any:
+        return pad(*args, **kwargs).to(device)
+
+    feature_extractor.pad = pad_on_device
+    return {"device": str(device)}
 
 
 def _find_nemo_file(path: str) -> str | None:

@@ -110,7 +110,7 @@ def _cpu_s() -> float:
 def child_build(corpus: Path, out: Path) -> dict:
     import pandas  # noqa: F401 - imported lazily by the builder; import time is excluded like the floor's
 
-    from data_builder import BuildConfig, build_dataset
+    from stylegrpo.data_builder import BuildConfig, build_dataset
 
     base = _maxrss_mb()
     t, cpu = time.perf_counter(), _cpu_s()
@@ -139,7 +139,7 @@ def child_floor(corpus: Path, out: Path, rows: int, built: Path | None = None) -
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
-    from data_builder import writer as w
+    from stylegrpo.data_builder import writer as w
 
     tables = [pq.read_table(f) for f in sorted((built / w.DATA_DIR).glob("*.parquet"))] if built else []
     base = _maxrss_mb()

@@ -9,7 +9,7 @@
    the spread of the scores across clips (the question the judge dtypes answer: is bf16's rounding small
    against the differences a group's rewards must show?);
 3. a few GRPO steps of training/recipes/llasa-1b-24gb.yaml (its batch: 4 prompts x 8 rollouts per step)
-   through the real ``training.grpo.build_trainer``, with transformers generation, then of
+   through the real ``stylegrpo.training.grpo.build_trainer``, with transformers generation, then of
    llasa-1b-24gb-vllm.yaml when vLLM is installed: seconds per step split into generation / decode / each reward / backward, the rewards'
    share of the step, and peak GPU memory;
 4. writes every figure to one JSON file (``--out``, default gpu_check.json) and prints a summary.

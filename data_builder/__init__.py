@@ -2,7 +2,7 @@
 
 Library use::
 
-    from data_builder import BuildConfig, build_dataset
+    from stylegrpo.data_builder import BuildConfig, build_dataset
     result = build_dataset(BuildConfig(out=Path("data/prompts"), corpora=["my_corpus.txt"]))
 """
 

@@ -2,7 +2,8 @@
 
 Each subcommand lives in a module that exposes ``add_arguments(parser)`` and ``run(args) -> int``. Modules
 are imported only when their subcommand runs, so ``stylegrpo styles`` never imports torch. The pipeline
-folders (data_builder, training, eval) are named here by string only: the library does not import them.
+folders (data_builder, training, eval; installed as stylegrpo.data_builder, stylegrpo.training and
+stylegrpo.eval) are named here by string only: the library does not import them.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from .errors import StyleGRPOError
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "styles": ("stylegrpo.styles_cli", "list the styles of a catalog, or --check it"),
-    "build": ("data_builder.cli", "build a prompt dataset from text corpora and the style catalog"),
-    "train": ("training.cli", "train one LoRA for all styles with GRPO"),
-    "eval": ("eval.cli", "score base and adapter per style and write a report"),
+    "build": ("stylegrpo.data_builder.cli", "build a prompt dataset from text corpora and the style catalog"),
+    "train": ("stylegrpo.training.cli", "train one LoRA for all styles with GRPO"),
+    "eval": ("stylegrpo.eval.cli", "score base and adapter per style and write a report"),
     "say": ("stylegrpo.say", "synthesize speech in a style"),
 }
 

@@ -21,6 +21,8 @@ from .yamlload import at, line_of, load_yaml
 STYLES_ENV = "STYLEGRPO_STYLES"  # environment variable naming a default catalog file
 STYLES_FILENAME = "styles.yaml"
 _REPO_ROOT = Path(__file__).resolve().parent.parent
+# The wheel's copy of the top-level catalog (setup.py writes it at build time; absent in a checkout)
+_SHIPPED_STYLES = Path(__file__).resolve().parent / STYLES_FILENAME
 
 # Acoustic target fields: name -> (unit, lowest allowed, highest allowed). The single list of them:
 # validation, the `styles` table, the acoustic reward and eval all read it from here.
@@ -262,6 +264,15 @@ def default_styles_path() -> Path:
     local = Path.cwd() / STYLES_FILENAME
     if local.is_file():
         return local
+    return bundled_styles_path()
+
+
+def bundled_styles_path() -> Path:
+    """The catalog that ships with stylegrpo: the installed copy, else the checkout's top-level file."""
+    # The installed copy first: in site-packages the "repository root" is site-packages itself, where
+    # another project's styles.yaml could lie.
+    if _SHIPPED_STYLES.is_file():
+        return _SHIPPED_STYLES
     return _REPO_ROOT / STYLES_FILENAME
 
 

@@ -1,11 +1,25 @@
 """Shared test set-up: offline, tiny models built once per session into a temporary cache."""
 
 import os
+import sys
 
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+# The pipelines' installed names are stylegrpo.training/.eval/.data_builder. From a checkout's root the
+# folders are also visible as top-level `training`, ...: importing one that way would give a second copy of
+# each module (its own constants, loggers and classes), so the session fails if anything did.
+OLD_TOP_LEVEL = ("training", "eval", "data_builder")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    stray = sorted(m for m in sys.modules if m.split(".")[0] in OLD_TOP_LEVEL)
+    if stray:
+        print(f"\nimported under the old top-level names (use stylegrpo.<name>): {', '.join(stray)}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_configure(config):

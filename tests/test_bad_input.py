@@ -96,7 +96,7 @@ def test_train_names_unknown_dataset_styles_quoted(tmp_path):
 
     from stylegrpo.errors import StyleGRPOError
     from stylegrpo.styles import load_catalog
-    from training.grpo import load_prompt_dataset
+    from stylegrpo.training.grpo import load_prompt_dataset
 
     row = {"prompt": [[{"role": "user", "content": "x"}]], "text": ["x"], "description": ["d"]}
     ds = datasets.DatasetDict({"train": datasets.Dataset.from_dict({**row, "style": [""]})})

@@ -1,6 +1,6 @@
 """The fast cleaning path gives EXACTLY the rows of the reference path on any text.
 
-``data_builder.cleaning`` runs NFKC and its six replacement regexes only on the rows they can change and
+``stylegrpo.data_builder.cleaning`` runs NFKC and its six replacement regexes only on the rows they can change and
 counts letters/symbols of non-ASCII rows from per-code-point tables. The reference below is the direct
 version (kept here): NFKC and every replacement on every non-ASCII row, Unicode regexes for the counts,
 and the URL/markup regexes on every non-ASCII row. Both must agree on normalized text, lengths, letter
@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from data_builder import cleaning as c
+from stylegrpo.data_builder import cleaning as c
 
 
 # --- the reference (the direct implementation) -------------------------------------------------------

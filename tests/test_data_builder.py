@@ -15,9 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from data_builder import BuildConfig, ReadOptions, build_dataset, default_corpus_path
-from data_builder.writer import split_file
 from stylegrpo.cli import main
+from stylegrpo.data_builder import BuildConfig, ReadOptions, build_dataset, default_corpus_path
+from stylegrpo.data_builder.writer import split_file
 from stylegrpo.errors import StyleGRPOError
 from stylegrpo.styles import _REPO_ROOT, load_catalog
 
@@ -255,9 +255,9 @@ def test_undecodable_line_stops_with_strict(tmp_path, capsys):
 
 
 def test_error_after_row_groups_were_written_leaves_nothing(tmp_path, capsys, monkeypatch):
-    import data_builder.writer
+    from stylegrpo.data_builder import writer
 
-    monkeypatch.setattr(data_builder.writer, "ROW_GROUP_ROWS", 7)
+    monkeypatch.setattr(writer, "ROW_GROUP_ROWS", 7)
     good = _corpus(tmp_path, 100)
     bad = tmp_path / "z_bad.txt"
     bad.write_bytes(b"Fine line number one here.\nBad \xff line here.\n")

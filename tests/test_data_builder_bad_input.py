@@ -17,9 +17,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from data_builder.corpora import binary_reason, sniff_encoding
-from data_builder.writer import split_file
 from stylegrpo.cli import main
+from stylegrpo.data_builder.corpora import binary_reason, sniff_encoding
+from stylegrpo.data_builder.writer import split_file
 from stylegrpo.styles import _REPO_ROOT
 
 STYLES = str(_REPO_ROOT / "styles.yaml")
@@ -89,7 +89,7 @@ def test_broken_links_in_a_corpus_folder_are_skipped_by_name(tmp_path, capsys, c
     (folder / "dangling.txt").symlink_to("gone.txt")
     (folder / "loop1.txt").symlink_to("loop2.txt")
     (folder / "loop2.txt").symlink_to("loop1.txt")
-    with caplog.at_level(logging.WARNING, logger="data_builder.corpora"):
+    with caplog.at_level(logging.WARNING, logger="stylegrpo.data_builder.corpora"):
         rc, err, out = build(capsys, tmp_path, folder)
     assert rc == 0, err
     assert sorted(texts(out)) == sorted(SENTENCES)
@@ -115,7 +115,7 @@ def test_a_binary_file_with_a_txt_name_is_skipped_or_refused(tmp_path, capsys, c
     good, binary = tmp_path / "good.txt", tmp_path / "ls.txt"
     good.write_text("\n".join(SENTENCES) + "\n")
     binary.write_bytes(_binary())
-    with caplog.at_level(logging.WARNING, logger="data_builder.corpora"):
+    with caplog.at_level(logging.WARNING, logger="stylegrpo.data_builder.corpora"):
         rc, err, out = build(capsys, tmp_path, good, binary)
     assert rc == 0, err
     assert sorted(texts(out)) == sorted(SENTENCES)  # nothing from the binary file

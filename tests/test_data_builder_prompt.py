@@ -9,8 +9,8 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from data_builder import BuildConfig, build_dataset
-from data_builder.writer import split_file
+from stylegrpo.data_builder import BuildConfig, build_dataset
+from stylegrpo.data_builder.writer import split_file
 from stylegrpo.styles import _REPO_ROOT, load_catalog
 
 LLASA_SPECIAL_TOKENS = [

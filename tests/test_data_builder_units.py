@@ -9,11 +9,17 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from data_builder import cleaning, segment
-from data_builder.cleaning import REASON_CODE, CleanOptions, HashSet64
-from data_builder.corpora import default_corpus_path
-from data_builder.pairing import CountSplitter, CyclingSampler, FractionSplitter, Pairer, parse_test_size
-from data_builder.prompts import PromptRenderer
+from stylegrpo.data_builder import cleaning, segment
+from stylegrpo.data_builder.cleaning import REASON_CODE, CleanOptions, HashSet64
+from stylegrpo.data_builder.corpora import default_corpus_path
+from stylegrpo.data_builder.pairing import (
+    CountSplitter,
+    CyclingSampler,
+    FractionSplitter,
+    Pairer,
+    parse_test_size,
+)
+from stylegrpo.data_builder.prompts import PromptRenderer
 from stylegrpo.errors import StyleGRPOError
 from stylegrpo.styles import PromptTemplate
 

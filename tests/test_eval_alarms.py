@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eval.metrics import ADAPTER, BASE, OVERALL, find_row, flag_styles, gaming_alarms, summarize
-from eval.results import write_results
 from stylegrpo.audio import SAMPLE_RATE, write_wav
+from stylegrpo.eval.metrics import ADAPTER, BASE, OVERALL, find_row, flag_styles, gaming_alarms, summarize
+from stylegrpo.eval.results import write_results
 from stylegrpo.styles import parse_catalog
 
 STYLES = ["gamed", "honest", "noisy_only", "garbled"]
@@ -116,7 +116,7 @@ def test_report_says_which_styles_look_gamed_beside_their_audio(tmp_path):
 
 
 def test_tradeoff_and_dominance_plots_from_the_training_logs(tmp_path):
-    from eval.plots import diagnostic_series
+    from stylegrpo.eval.plots import diagnostic_series
 
     catalog = parse_catalog(CATALOG_YAML)
     history = []

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eval import browser
-from eval.metrics import ADAPTER, BASE
-from eval.run import RECORDS_DIR
 from stylegrpo.audio import read_wav
 from stylegrpo.cli import main
+from stylegrpo.eval import browser
+from stylegrpo.eval.metrics import ADAPTER, BASE
+from stylegrpo.eval.run import RECORDS_DIR
 from stylegrpo.styles import load_catalog
 from stylegrpo.synth import Synthesizer
 

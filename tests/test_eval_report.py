@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eval import browser
-from eval.metrics import ADAPTER, BASE, OVERALL
-from eval.report import TINY_WARNING
-from eval.results import find_trainer_state, write_results
 from stylegrpo.audio import SAMPLE_RATE, read_wav, write_wav
+from stylegrpo.eval import browser
+from stylegrpo.eval.metrics import ADAPTER, BASE, OVERALL
+from stylegrpo.eval.report import TINY_WARNING
+from stylegrpo.eval.results import find_trainer_state, write_results
 from stylegrpo.styles import parse_catalog
 
 CATALOG_YAML = """
@@ -225,7 +225,7 @@ def load_audiofolder(clips, cache_dir):
 def test_trainer_state_is_found_in_the_latest_checkpoint(tmp_path, catalog):
     write_trainer_state(tmp_path, catalog, steps=(5, 12))
     assert find_trainer_state(tmp_path) == tmp_path / "checkpoint-12" / "trainer_state.json"
-    from eval.plots import TOTAL_REWARD, reward_series
+    from stylegrpo.eval.plots import TOTAL_REWARD, reward_series
 
     history = json.loads(find_trainer_state(tmp_path).read_text())["log_history"]
     series = reward_series(history, catalog.names)

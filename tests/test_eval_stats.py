@@ -5,8 +5,16 @@ import math
 import numpy as np
 import pytest
 
-from eval import confusion, stats
-from eval.metrics import ADAPTER, BASE, CER_WORSE_THRESHOLD, OVERALL, find_row, flag_styles, summarize
+from stylegrpo.eval import confusion, stats
+from stylegrpo.eval.metrics import (
+    ADAPTER,
+    BASE,
+    CER_WORSE_THRESHOLD,
+    OVERALL,
+    find_row,
+    flag_styles,
+    summarize,
+)
 
 
 def test_bootstrap_contains_mean_and_is_reproducible():

@@ -7,8 +7,8 @@ import torch
 from stylegrpo.scorers.asr import ASR_DTYPE, AsrScorer
 from stylegrpo.scorers.clap import ClapScorer
 from stylegrpo.scorers.whisper_nll import WHISPER_DTYPE, WhisperNllScorer
-from training.cli import parse_config
-from training.rewards import Judges
+from stylegrpo.training.cli import parse_config
+from stylegrpo.training.rewards import Judges
 
 RECIPES = Path(__file__).resolve().parent.parent / "training" / "recipes"
 CPU = {"use_cpu": True, "bf16": False}

@@ -315,8 +315,8 @@ def test_the_lock_nests_in_one_process(tmp_path):
 SLOW_BUILD = textwrap.dedent(
     """
     import sys, time
-    import data_builder.build as build
-    import data_builder.corpora as corpora
+    import stylegrpo.data_builder.build as build
+    import stylegrpo.data_builder.corpora as corpora
 
     corpora.CHUNK_BYTES = 2048  # many small batches (~90) ...
     clean = build._clean_batch

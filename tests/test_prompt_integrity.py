@@ -237,7 +237,7 @@ def test_build_drops_hostile_lines_and_every_prompt_holds_each_token_once(tmp_pa
 def test_the_vectorized_prompt_column_applies_the_rule_too():
     import numpy as np
 
-    from data_builder.prompts import PromptRenderer
+    from stylegrpo.data_builder.prompts import PromptRenderer
 
     renderer = PromptRenderer(TEMPLATE, ["a calm voice"])
     assert renderer.vectorized
@@ -251,7 +251,7 @@ def test_the_vectorized_prompt_column_applies_the_rule_too():
 def test_training_refuses_a_dataset_row_with_control_tokens(tmp_path):
     from datasets import Dataset
 
-    from training.grpo import load_prompt_dataset
+    from stylegrpo.training.grpo import load_prompt_dataset
 
     styles = _styles(tmp_path, STYLES.split("  - name: hostile")[0])
     catalog = load_catalog(styles)
@@ -276,7 +276,7 @@ def test_training_prompts_of_look_alike_texts_hold_each_token_once(tok):
     """The training path: dataset messages -> as_text_prompts -> the string TRL tokenizes (with BOS)."""
     from datasets import Dataset
 
-    from training.grpo import as_text_prompts
+    from stylegrpo.training.grpo import as_text_prompts
 
     texts = [t for t in BENIGN if t]
     rows = [{"prompt": TEMPLATE.render(t, "a voice | with a pipe"), "text": t} for t in texts]

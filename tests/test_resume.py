@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import save_file
 
 from stylegrpo.errors import StyleGRPOError
-from training.callbacks import STATE_FILENAME, StyleMetricsCallback
-from training.checkpoints import checkpoint_problem, discard_partial_checkpoints
-from training.grpo import resolve_resume
+from stylegrpo.training.callbacks import STATE_FILENAME, StyleMetricsCallback
+from stylegrpo.training.checkpoints import checkpoint_problem, discard_partial_checkpoints
+from stylegrpo.training.grpo import resolve_resume
 
 
 def complete_checkpoint(folder, step):
@@ -57,7 +57,7 @@ def test_resume_skips_a_partial_newest_checkpoint_and_names_it(tmp_path, caplog,
     complete_checkpoint(out / "checkpoint-10", 10)
     PARTIAL[damage](complete_checkpoint(out / "checkpoint-20", 20))
     (out / "checkpoint-30").mkdir()  # killed right after the folder was made
-    with caplog.at_level(logging.WARNING, logger="training.checkpoints"):
+    with caplog.at_level(logging.WARNING, logger="stylegrpo.training.checkpoints"):
         assert resolve_resume("true", out) == str(out / "checkpoint-10")
     skipped = [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
     assert len(skipped) == 2
@@ -144,8 +144,8 @@ def test_a_failed_train_start_does_not_block_the_corrected_command(tmp_path, cap
 
     from stylegrpo.cli import main
     from stylegrpo.outputs import MARK_NAME
-    from training.grpo import prepare_output_dir
-    from training.learning_demo import write_demo_data
+    from stylegrpo.training.grpo import prepare_output_dir
+    from stylegrpo.training.learning_demo import write_demo_data
 
     styles, dataset = write_demo_data(tmp_path / "demo")
     out = tmp_path / "run"

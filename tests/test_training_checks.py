@@ -6,14 +6,14 @@ from pathlib import Path
 import pytest
 
 from stylegrpo.errors import StyleGRPOError
-from training.checks import (
+from stylegrpo.training.checks import (
     DEFAULT_SLOWEST_SYLLABLES_PER_SECOND,
     apply_overlong_rule,
     check_vllm_sampling,
     overlong_prompts,
     slowest_rates,
 )
-from training.cli import parse_config
+from stylegrpo.training.cli import parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "training" / "recipes"
@@ -60,7 +60,7 @@ def test_is_correction_with_the_whole_vocabulary_or_without_vllm_is_allowed():
 
 
 def test_train_refuses_before_loading_anything_or_creating_the_output(tmp_path, capsys):
-    from training.cli import main
+    from stylegrpo.training.cli import main
 
     out = tmp_path / "run"
     rc = main(
@@ -136,7 +136,7 @@ def test_the_real_recipe_drops_overlong_prompts_and_reports_them_per_style(tmp_p
     )
     assert script_args.overlong_prompts == "drop"
     ds = load_dataset(str(folder))["train"]
-    with caplog.at_level(logging.INFO, logger="training.checks"):
+    with caplog.at_level(logging.INFO, logger="stylegrpo.training.checks"):
         kept = apply_overlong_rule(
             ds, load_catalog(None), training_args.max_completion_length, script_args.overlong_prompts
         )
@@ -148,11 +148,11 @@ def test_the_real_recipe_drops_overlong_prompts_and_reports_them_per_style(tmp_p
 
 
 def test_train_reports_and_refuses_overlong_prompts_before_the_output_exists(tmp_path, capsys, caplog):
-    from training.cli import main
+    from stylegrpo.training.cli import main
 
     folder = _write_dataset(tmp_path / "d", [(LONG, "calm_narrator"), (SHORT, "whispering")])
     out = tmp_path / "run"
-    with caplog.at_level(logging.INFO, logger="training.checks"):
+    with caplog.at_level(logging.INFO, logger="stylegrpo.training.checks"):
         rc = main(
             [
                 "--config",

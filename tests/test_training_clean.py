@@ -11,7 +11,7 @@ import pytest
 from stylegrpo.audio import read_wav
 from stylegrpo.scorers.quality import QualityScorer, clean_score
 from stylegrpo.styles import DEFAULT_BAK_TARGET, parse_catalog
-from training.rewards import AudioCache, Judges, RewardContext, build_reward_functions
+from stylegrpo.training.rewards import AudioCache, Judges, RewardContext, build_reward_functions
 
 TEXT = (
     "The quick brown fox jumps over the lazy dog. "

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from stylegrpo.errors import StyleGRPOError
-from training.cli import parse_config
+from stylegrpo.training.cli import parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = sorted((ROOT / "training" / "recipes").glob("*.yaml"))
@@ -55,7 +55,7 @@ def test_recipes_parse_into_trl_configs(path):
 
 def test_cli_overrides_win_over_the_recipe(tmp_path):
     from stylegrpo.cli import _parser
-    from training.cli import overrides_from_args
+    from stylegrpo.training.cli import overrides_from_args
 
     args = _parser("train").parse_args(
         [
@@ -125,6 +125,43 @@ def test_recipe_errors_are_clear(tmp_path):
         parse_config(gpu_only, {})
 
 
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_a_bundled_recipe_by_name_is_its_file(path, tmp_path, monkeypatch):
+    from stylegrpo.training.cli import resolve_recipe
+
+    monkeypatch.chdir(tmp_path)  # not in the checkout: the name alone finds the file in the package
+    assert resolve_recipe(path.stem).resolve() == path.resolve()
+    overrides = {} if path.stem == "tiny" else CPU
+    assert parse_config(path.stem, overrides)[3] == parse_config(path, overrides)[3]
+
+
+def test_recipe_names_and_paths(tmp_path, monkeypatch, capsys):
+    from stylegrpo.cli import main
+    from stylegrpo.training.cli import resolve_recipe
+
+    monkeypatch.chdir(tmp_path)
+    mine = tmp_path / "tiny"  # a file in the working folder wins over the bundled recipe of that name
+    mine.write_text("learning_rate: 0.5  # mine\nuse_cpu: true\n")
+    assert resolve_recipe("tiny") == Path("tiny")
+    assert parse_config("tiny", {})[1].learning_rate == 0.5
+    mine.unlink()
+    with pytest.raises(StyleGRPOError) as e:
+        parse_config("tinny", {})
+    msg = str(e.value)
+    assert "'tinny'" in msg and all(p.stem in msg for p in RECIPES) and "--list-recipes" in msg
+    with pytest.raises(StyleGRPOError, match=r"sub/tiny.yaml: recipe not found \(bundled recipes: .*tiny"):
+        parse_config("sub/tiny.yaml", {})  # a path is a path: never replaced by a bundled recipe
+
+    assert main(["train", "--config", "tinny"]) == 2
+    assert "bundled recipes: " in capsys.readouterr().err
+    assert main(["train", "--list-recipes"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    for path in RECIPES:
+        first_comment = next(t for t in path.read_text().splitlines() if t.startswith("#")).lstrip("# ")
+        assert any(line.split() and line.split()[0] == path.stem and first_comment in line for line in listed)
+    assert list(tmp_path.iterdir()) == []  # listing writes nothing
+
+
 def test_cli_errors_exit_2_with_the_command_to_run(tmp_path, capsys):
     from stylegrpo.cli import main
 
@@ -151,7 +188,7 @@ def test_cli_errors_exit_2_with_the_command_to_run(tmp_path, capsys):
 
 def test_output_dir_is_refused_unless_overwrite_or_resume(tmp_path):
     from stylegrpo.outputs import MARK_NAME
-    from training.grpo import prepare_output_dir, resolve_resume
+    from stylegrpo.training.grpo import prepare_output_dir, resolve_resume
 
     out = tmp_path / "run"
     out.mkdir()

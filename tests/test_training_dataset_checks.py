@@ -9,8 +9,8 @@ from datasets import Dataset
 from stylegrpo.cli import main
 from stylegrpo.errors import StyleGRPOError
 from stylegrpo.styles import PromptTemplate, load_catalog
-from training.grpo import load_prompt_dataset
-from training.learning_demo import write_demo_data
+from stylegrpo.training.grpo import load_prompt_dataset
+from stylegrpo.training.learning_demo import write_demo_data
 
 ROW = 3  # the row every case spoils
 TINY = Path(__file__).resolve().parent.parent / "training" / "recipes" / "tiny.yaml"

@@ -11,8 +11,8 @@ from stylegrpo.audio import SAMPLE_RATE
 from stylegrpo.scorers.asr import ErrorRates, cer
 from stylegrpo.scorers.hallucination import LOOP, ON_SILENCE, TOO_LONG, active_share, detect
 from stylegrpo.styles import parse_catalog
-from training.diagnostics import groups, spearman, tradeoffs, variance_shares
-from training.rewards import AudioCache, Judges, RewardContext, build_reward_functions
+from stylegrpo.training.diagnostics import groups, spearman, tradeoffs, variance_shares
+from stylegrpo.training.rewards import AudioCache, Judges, RewardContext, build_reward_functions
 
 
 def test_spearman_known_values():

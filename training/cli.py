@@ -1,12 +1,14 @@
 """``stylegrpo train``: a YAML recipe plus command-line overrides, parsed the way TRL's scripts do.
 
-    stylegrpo train --config training/recipes/tiny.yaml [--learning_rate 1e-3 ...] [--output-dir DIR]
+    stylegrpo train --config tiny [--learning_rate 1e-3 ...] [--output-dir DIR]
+    stylegrpo train --config path/to/my-recipe.yaml ...      (a file path works too)
+    stylegrpo train --list-recipes                           (the bundled recipes, by name)
 
 Every field of TRL's ``GRPOConfig`` and ``ModelConfig`` and of our ``ScriptArguments`` is an option and
 a recipe key. Precedence: command line > recipe > defaults (TrlParser's rule). The same entry point runs
 under accelerate on several GPUs::
 
-    accelerate launch --config_file training/accelerate/ddp.yaml -m training.cli --config RECIPE ...
+    accelerate launch --config_file training/accelerate/ddp.yaml -m stylegrpo.training.cli --config RECIPE ...
 """
 
 from __future__ import annotations
@@ -26,6 +28,55 @@ from stylegrpo.outputs import check_not_input, output_lock
 
 log = logging.getLogger(__name__)
 
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"  # the bundled recipes (shipped in the wheel)
+RECIPE_SUFFIX = ".yaml"
+
+
+def bundled_recipes() -> dict[str, Path]:
+    """The bundled recipes by name (file stem), sorted."""
+    return {p.stem: p for p in sorted(RECIPES_DIR.glob(f"*{RECIPE_SUFFIX}"))}
+
+
+def recipe_summary(path: Path) -> str:
+    """A recipe's first comment line (what it is for), or "" when it has none."""
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    for line in lines:
+        if line.strip().startswith("#"):
+            return line.strip().lstrip("#").strip()
+    return ""
+
+
+def resolve_recipe(config: str | os.PathLike[str] | None) -> Path | None:
+    """``--config``: an existing file, else a bundled recipe's name (``tiny``); unknown names are refused
+    with the list of known ones."""
+    if config is None:
+        return None
+    path = Path(config)
+    if path.exists():
+        return path
+    known = bundled_recipes()
+    text = str(config)
+    if text in known:
+        return known[text]
+    if "/" in text or os.sep in text or path.suffix:
+        return path  # a path that does not exist: parse_config says "recipe not found"
+    raise StyleGRPOError(
+        f"--config {quote(text)}: no such recipe file or bundled recipe; bundled recipes: "
+        f"{', '.join(known) or '(none)'} (see `stylegrpo train --list-recipes`), or pass a file path"
+    )
+
+
+def list_recipes() -> str:
+    """The bundled recipes, one a line: name and first comment line."""
+    known = bundled_recipes()
+    width = max((len(n) for n in known), default=0)
+    lines = [f"{name:<{width}}  {recipe_summary(path)}".rstrip() for name, path in known.items()]
+    lines.append(f"(in {RECIPES_DIR}; use one with --config NAME, or copy it and pass --config FILE)")
+    return "\n".join(lines)
+
 
 def make_parser() -> Any:
     """TRL's parser over (ScriptArguments, GRPOConfig, ModelConfig)."""
@@ -43,7 +94,14 @@ def _field_names(parser: Any) -> set[str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from stylegrpo.styles_cli import add_styles_argument
 
-    parser.add_argument("--config", metavar="RECIPE", help="YAML recipe (training/recipes/*.yaml)")
+    parser.add_argument(
+        "--config",
+        metavar="RECIPE",
+        help="a bundled recipe's name (tiny, llasa-1b-24gb, ...: see --list-recipes) or a YAML recipe file",
+    )
+    parser.add_argument(
+        "--list-recipes", action="store_true", help="list the bundled recipes with what each is for, and exit"
+    )
     parser.add_argument(
         "--overwrite", action="store_true", help="clear an existing, non-empty output folder and train anew"
     )
@@ -70,12 +128,15 @@ def parse_config(
 
     parser = make_parser()
     recipe: dict[str, Any] = {}
-    if config is not None:
-        path = Path(config)
+    path = resolve_recipe(config)
+    if path is not None:
         try:
             text = path.read_text(encoding="utf-8-sig")
         except FileNotFoundError:
-            raise StyleGRPOError(f"{path}: recipe not found (see training/recipes/)") from None
+            raise StyleGRPOError(
+                f"{path}: recipe not found (bundled recipes: {', '.join(bundled_recipes())}; "
+                "see `stylegrpo train --list-recipes`)"
+            ) from None
         except UnicodeDecodeError as e:
             raise StyleGRPOError(
                 f"{path}: not a text file (byte 0x{e.object[e.start]:02x} at offset {e.start} is not UTF-8); "
@@ -201,8 +262,12 @@ def check_inputs(config: str | None, script_args: Any, training_args: Any, model
 
 
 def run(args: argparse.Namespace) -> int:
-    script_args, training_args, model_args, recipe = parse_config(args.config, overrides_from_args(args))
-    check_inputs(args.config, script_args, training_args, model_args)  # before loading data or models
+    if getattr(args, "list_recipes", False):
+        print(list_recipes())
+        return 0
+    config = resolve_recipe(args.config)
+    script_args, training_args, model_args, recipe = parse_config(config, overrides_from_args(args))
+    check_inputs(config, script_args, training_args, model_args)  # before loading data or models
     from .grpo import main
 
     with contextlib.ExitStack() as held:
@@ -215,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point for ``python -m training.cli`` (e.g. under ``accelerate launch``)."""
+    """Entry point for ``python -m stylegrpo.training.cli`` (e.g. under ``accelerate launch``)."""
     parser = argparse.ArgumentParser(
         prog="stylegrpo train", description="train one LoRA for all styles with GRPO"
     )

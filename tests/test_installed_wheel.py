@@ -82,6 +82,22 @@ def test_wheel_holds_only_stylegrpo_and_the_catalog(wheel):
     assert "stylegrpo/eval/cli.py" in names
 
 
+def test_the_editable_install_maps_the_same_names_from_any_folder(tmp_path):
+    """`make install` (pip install -e .): outside the checkout stylegrpo.training is the repository's
+    training/ folder, and no top-level `training`, `eval` or `data_builder` is importable."""
+    code = (
+        "import importlib.util, stylegrpo.training, stylegrpo.eval, stylegrpo.data_builder\n"
+        "print(stylegrpo.training.__file__); print(stylegrpo.eval.__file__); print(stylegrpo.data_builder.__file__)\n"
+        "print([n for n in ('training', 'eval', 'data_builder') if importlib.util.find_spec(n)])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = _run([sys.executable, "-c", code], tmp_path, env).stdout.splitlines()
+    assert [Path(p) for p in out[:3]] == [
+        ROOT / d / "__init__.py" for d in ("training", "eval", "data_builder")
+    ]
+    assert out[3] == "[]", out
+
+
 def test_installed_wheel_runs_from_an_empty_folder(venv, tmp_path):
     work = tmp_path / "empty"
     work.mkdir()

@@ -16,7 +16,7 @@ import statistics
 
 import pytest
 
-from training.learning_demo import FIELD_MARGIN, REWARD_MARGIN, failures, format_table, run_seeds
+from stylegrpo.training.learning_demo import FIELD_MARGIN, REWARD_MARGIN, failures, format_table, run_seeds
 
 DEFAULT_SEEDS = (1, 2, 3)
 SLOW_SEEDS = (4, 5, 6, 7, 42)

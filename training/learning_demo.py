@@ -1,6 +1,6 @@
 """Learning demonstration: ONE LoRA learns two styles whose acoustic targets are opposite (tiny, CPU).
 
-    python -m training.learning_demo --out runs/learning-demo [--steps 120] [--samples 16]
+    python -m stylegrpo.training.learning_demo --out runs/learning-demo [--steps 120] [--samples 16]
 
 Two styles are trained together with the ``acoustic`` reward through the real pipeline
 (``training/recipes/tiny.yaml``, TRL's GRPOTrainer, the AudioCache and its guards): ``voiced``

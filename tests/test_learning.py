@@ -35,8 +35,8 @@ SLOW_SEEDS = (4, 5, 6, 7, 42)
 #   120   42    0.68           0.72             0.95            0.05   voiced fraction +0.145: missed
 #   200   5     0.65           0.89             0.60            0.39
 #   200   42    0.74           0.86             0.75            0.22
-# Budget: the default test is three 120-step runs and one base eval: about 85 s a seed on a quiet 2-core
-# machine (about 4.5 min in all; measured 6.2 min with other test suites running beside it).
+# Budget: the default test is three 120-step runs and one base eval: measured 3.9 min on a quiet 2-core
+# machine (6.2 min with other test suites running beside it). The slow test: five 200-step runs.
 
 
 def gains(figures):

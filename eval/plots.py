@@ -48,6 +48,21 @@ def _save(fig, path: str | os.PathLike[str]) -> Path:
     return Path(path)
 
 
+def _grid_legend(fig, axes, used: int) -> None:
+    """Blank the unused panels of a grid and put one legend (each label once) under the figure."""
+    nrows, ncols = axes.shape
+    for k in range(used, nrows * ncols):
+        axes[k // ncols][k % ncols].axis("off")
+    handles, labels = [], []
+    for ax in axes.ravel():
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="upper center", ncols=min(6, len(labels)), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, 0.0))  # fmt: skip
+
+
 def _err(mean: float, low: float, high: float) -> tuple[float, float]:
     if not (math.isfinite(low) and math.isfinite(high) and math.isfinite(mean)):
         return 0.0, 0.0
@@ -263,23 +278,7 @@ def reward_curves(
         ax.set_title(f"reward: {name}", fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    for k in range(len(names), nrows * ncols):
-        axes[k // ncols][k % ncols].axis("off")
-    handles, labels = [], []
-    for ax in axes.ravel():
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    fig.legend(
-        handles,
-        labels,
-        loc="upper center",
-        ncols=min(6, len(labels)),
-        fontsize=8,
-        frameon=False,
-        bbox_to_anchor=(0.5, 0.0),
-    )
+    _grid_legend(fig, axes, len(names))
     fig.suptitle("training rewards per style (trainer_state.json)", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
@@ -356,16 +355,7 @@ def diagnostic_curves(
         ax.set_title(name.replace("~", " vs "), fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    for k in range(len(names), nrows * ncols):
-        axes[k // ncols][k % ncols].axis("off")
-    handles, labels = [], []
-    for ax in axes.ravel():
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    fig.legend(handles, labels, loc="upper center", ncols=min(6, len(labels)), fontsize=8, frameon=False,
-               bbox_to_anchor=(0.5, 0.0))  # fmt: skip
+    _grid_legend(fig, axes, len(names))
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)

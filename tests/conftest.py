@@ -1,6 +1,9 @@
 """Shared test set-up: offline, tiny models built once per session into a temporary cache."""
 
+import itertools
 import os
+import shutil
+import subprocess
 import sys
 
 import pytest
@@ -39,6 +42,26 @@ def _tiny_model_cache(tmp_path_factory):
         os.environ.pop("STYLEGRPO_CACHE", None)
     else:
         os.environ["STYLEGRPO_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def speak(tmp_path_factory):
+    """``speak(text, *espeak_args)``: the 16 kHz waveform of espeak-ng reading ``text``, real speech for the
+    acoustic, pitch and quality tests (read with stylegrpo.audio.read_wav). Skips where espeak-ng is missing."""
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        pytest.skip("espeak-ng is not installed (apt install espeak-ng): these checks need real speech")
+    from stylegrpo.audio import read_wav
+
+    folder = tmp_path_factory.mktemp("espeak")
+    count = itertools.count()
+
+    def speak(text: str, *args: str):
+        path = folder / f"{next(count)}.wav"
+        subprocess.run([exe, "-w", str(path), *args, text], check=True, capture_output=True, timeout=60)
+        return read_wav(path)
+
+    return speak
 
 
 @pytest.fixture

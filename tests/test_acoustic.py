@@ -5,14 +5,12 @@ the same path any clip takes. Each check compares recordings that differ in one 
 """
 
 import math
-import shutil
-import subprocess
 from dataclasses import fields
 
 import numpy as np
 import pytest
 
-from stylegrpo.audio import SAMPLE_RATE, read_wav
+from stylegrpo.audio import SAMPLE_RATE
 from stylegrpo.scorers.acoustic import (
     SILENCE_DBFS,
     TARGET_WIDTHS,
@@ -42,20 +40,11 @@ VARIANTS = {
     "whisper": ["-v", "en+whisper"],
 }
 
-ESPEAK = shutil.which("espeak-ng")
-
 
 @pytest.fixture(scope="module")
-def rec(tmp_path_factory):
+def rec(speak):
     """{variant: AcousticMeasures} of espeak-ng recordings of TEXT, plus the raw waveforms."""
-    if ESPEAK is None:
-        pytest.skip("espeak-ng is not installed (apt install espeak-ng): acoustic checks need real speech")
-    folder = tmp_path_factory.mktemp("espeak")
-    wavs = {}
-    for name, args in VARIANTS.items():
-        path = folder / f"{name}.wav"
-        subprocess.run([ESPEAK, "-w", str(path), *args, TEXT], check=True, capture_output=True, timeout=60)
-        wavs[name] = read_wav(path)
+    wavs = {name: speak(TEXT, *args) for name, args in VARIANTS.items()}
     measures = dict(zip(wavs, measure_batch(list(wavs.values()), [TEXT] * len(wavs)), strict=True))
     return measures, wavs
 

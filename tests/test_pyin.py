@@ -6,14 +6,12 @@ frame, at the settings stylegrpo.scorers.acoustic uses (read from the module, no
 """
 
 import math
-import shutil
-import subprocess
 import warnings
 
 import numpy as np
 import pytest
 
-from stylegrpo.audio import SAMPLE_RATE, read_wav
+from stylegrpo.audio import SAMPLE_RATE
 from stylegrpo.scorers import acoustic
 from stylegrpo.scorers.pyin import pyin
 
@@ -36,7 +34,6 @@ VOICES = {  # espeak-ng settings: pitch (-p 0..99), rate (-s words/min), voice v
     "croak": ["-v", "en+croak"],
     "quiet": ["-a", "20"],
 }
-ESPEAK = shutil.which("espeak-ng")
 
 
 def settings(resolution=acoustic.PITCH_RESOLUTION):
@@ -48,16 +45,8 @@ def settings(resolution=acoustic.PITCH_RESOLUTION):
 
 
 @pytest.fixture(scope="module")
-def speech(tmp_path_factory):
-    if ESPEAK is None:
-        pytest.skip("espeak-ng is not installed (apt install espeak-ng): pitch checks need real speech")
-    folder = tmp_path_factory.mktemp("espeak-pyin")
-    wavs = {}
-    for name, args in VOICES.items():
-        path = folder / f"{name}.wav"
-        subprocess.run([ESPEAK, "-w", str(path), *args, TEXT], check=True, capture_output=True, timeout=60)
-        wavs[name] = read_wav(path)
-    return wavs
+def speech(speak):
+    return {name: speak(TEXT, *args) for name, args in VOICES.items()}
 
 
 def assert_same(ours, theirs, label):

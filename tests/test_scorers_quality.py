@@ -10,13 +10,10 @@ OVRL at RT60 0.3 s is within 0.1 of clean (above it with this seed, below with o
 stronger reverbs are asserted below clean on OVRL; BAK orders all of them.
 """
 
-import shutil
-import subprocess
-
 import numpy as np
 import pytest
 
-from stylegrpo.audio import SAMPLE_RATE, read_wav
+from stylegrpo.audio import SAMPLE_RATE
 from stylegrpo.scorers import ScorerError
 from stylegrpo.scorers.quality import QualityScorer, clean_score, repeat_to_window, window_starts
 
@@ -24,7 +21,6 @@ TEXT = (
     "The quick brown fox jumps over the lazy dog. "
     "Please call Stella and ask her to bring these things with her from the store."
 )
-ESPEAK = shutil.which("espeak-ng")
 SNRS_DB = (20, 10, 0)
 RT60S = (0.3, 0.6, 1.2)
 
@@ -47,19 +43,10 @@ def add_reverb(wav: np.ndarray, rt60_s: float, seed: int = 0) -> np.ndarray:
     return (out / np.max(np.abs(out)) * np.max(np.abs(wav))).astype(np.float32)
 
 
-def espeak(folder, name, *args) -> np.ndarray:
-    path = folder / f"{name}.wav"
-    subprocess.run([ESPEAK, "-w", str(path), *args, TEXT], check=True, capture_output=True, timeout=60)
-    return read_wav(path)
-
-
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    if ESPEAK is None:
-        pytest.skip("espeak-ng is not installed (apt install espeak-ng): the quality checks need real speech")
-    folder = tmp_path_factory.mktemp("espeak-quality")
-    clean = espeak(folder, "clean")
-    out = {"clean": clean, "whisper": espeak(folder, "whisper", "-v", "en+whisper")}
+def clips(speak):
+    clean = speak(TEXT)
+    out = {"clean": clean, "whisper": speak(TEXT, "-v", "en+whisper")}
     out.update({f"snr{s}": add_noise(clean, s) for s in SNRS_DB})
     out.update({f"rt{r}": add_reverb(clean, r) for r in RT60S})
     out["noise"] = (0.1 * np.random.default_rng(1).standard_normal(len(clean))).astype(np.float32)

@@ -2,13 +2,9 @@
 lowers its target. The audio goes through the real reward path (AudioCache, guards, TRL's call
 signature); only the codec is replaced by one that hands back prepared espeak-ng recordings."""
 
-import shutil
-import subprocess
-
 import numpy as np
 import pytest
 
-from stylegrpo.audio import read_wav
 from stylegrpo.scorers.quality import QualityScorer, clean_score
 from stylegrpo.styles import DEFAULT_BAK_TARGET, parse_catalog
 from stylegrpo.training.rewards import AudioCache, Judges, RewardContext, build_reward_functions
@@ -17,7 +13,6 @@ TEXT = (
     "The quick brown fox jumps over the lazy dog. "
     "Please call Stella and ask her to bring these things with her from the store."
 )
-ESPEAK = shutil.which("espeak-ng")
 CATALOG_YAML = """
 styles:
   - name: plain
@@ -45,15 +40,8 @@ class PreparedCodec:
 
 
 @pytest.fixture(scope="module")
-def recordings(tmp_path_factory):
-    if ESPEAK is None:
-        pytest.skip("espeak-ng is not installed (apt install espeak-ng): the clean reward needs real speech")
-    folder = tmp_path_factory.mktemp("espeak-clean")
-    out = {}
-    for name, args in {"clean": [], "whisper": ["-v", "en+whisper"]}.items():
-        path = folder / f"{name}.wav"
-        subprocess.run([ESPEAK, "-w", str(path), *args, TEXT], check=True, capture_output=True, timeout=60)
-        out[name] = read_wav(path)
+def recordings(speak):
+    out = {"clean": speak(TEXT), "whisper": speak(TEXT, "-v", "en+whisper")}
     clean = out["clean"]
     noise = np.random.default_rng(0).standard_normal(len(clean))
     out["noisy"] = (clean + noise * np.sqrt(np.mean(clean**2) / 10)).astype(np.float32)  # SNR 10 dB

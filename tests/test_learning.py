@@ -33,8 +33,11 @@ SLOW_SEEDS = (4, 5, 6, 7, 42)
 #   120   6     0.70           0.87             0.94            0.06
 #   120   7     0.57           0.82             0.64            0.35
 #   120   42    0.68           0.72             0.95            0.05   voiced fraction +0.145: missed
+#   200   4     0.70           0.81             0.98            0.01
 #   200   5     0.65           0.89             0.60            0.39
-#   200   42    0.74           0.86             0.75            0.22
+#   200   6     0.70           0.81             0.98            0.01
+#   200   7     0.71           0.82             0.79            0.20
+#   200   42    0.74           0.86             0.75            0.22   (slow test: 5 of 5, 11.2 min)
 # Budget: the default test is three 120-step runs and one base eval: measured 3.9 min on a quiet 2-core
 # machine (6.2 min with other test suites running beside it). The slow test: five 200-step runs.
 

@@ -6,13 +6,8 @@ from pathlib import Path
 import pytest
 
 from stylegrpo.errors import StyleGRPOError
-from stylegrpo.training.checks import (
-    DEFAULT_SLOWEST_SYLLABLES_PER_SECOND,
-    apply_overlong_rule,
-    check_vllm_sampling,
-    overlong_prompts,
-    slowest_rates,
-)
+from stylegrpo.speech_time import DEFAULT_SLOWEST_SYLLABLES_PER_SECOND, slowest_rates
+from stylegrpo.training.checks import apply_overlong_rule, check_vllm_sampling, overlong_prompts
 from stylegrpo.training.cli import parse_config
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,12 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stylegrpo.errors import StyleGRPOError
-from stylegrpo.speech_time import (  # noqa: F401 (re-exported: the one rule of build and train)
-    DEFAULT_SLOWEST_SYLLABLES_PER_SECOND,
-    END_TOKENS,
-    needed_tokens,
-    slowest_rates,
-)
+from stylegrpo.speech_time import DEFAULT_SLOWEST_SYLLABLES_PER_SECOND, needed_tokens, slowest_rates
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +68,6 @@ def check_vllm_sampling(training_args: Any, speech_only_sampling: bool = False) 
 
 
 # ------------------------------------------------------------------------------------ overlong prompts
-
-
-def max_seconds_for(max_completion_length: int, tokens_per_second: float) -> float:
-    """Seconds of speech that fit in ``max_completion_length`` tokens."""
-    return (max_completion_length - END_TOKENS) / tokens_per_second
 
 
 @dataclass

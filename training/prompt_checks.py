@@ -23,16 +23,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stylegrpo.errors import StyleGRPOError
+from stylegrpo.errors import StyleGRPOError, quote
 from stylegrpo.styles import PromptInputError
 
 FIX = "rebuild it with `stylegrpo build`, or pass the styles file it was built with (--styles FILE)"
-_QUOTE_CHARS = 60  # the most characters of a row's value a message shows
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= _QUOTE_CHARS else text[: _QUOTE_CHARS - 4] + "...'"
 
 
 def _is_messages_type(arrow_type: Any) -> bool:
@@ -76,11 +70,11 @@ def check_prompt_rows(dataset: Any, catalog: Any, folder: Path, split: str) -> N
             )
         if style not in known:
             raise StyleGRPOError(
-                f"{at}: column 'style' {_short(style)} is not in the catalog {catalog.path}; {FIX}"
+                f"{at}: column 'style' {quote(style)} is not in the catalog {catalog.path}; {FIX}"
             )
         if description not in known[style]:
             raise StyleGRPOError(
-                f"{at}: column 'description' {_short(description)} is not one of style {style!r}'s "
+                f"{at}: column 'description' {quote(description)} is not one of style {quote(style)}'s "
                 f"descriptions in {catalog.path}; {FIX}"
             )
         try:

@@ -38,7 +38,7 @@ _PLACEHOLDER_RE = re.compile(r"\{style\}|\{text\}")
 _ANY_PLACEHOLDER_RE = re.compile(r"\{(?:style|text|description)\}")  # the template's placeholders
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _TOP_KEYS = {"prompt", "styles"}
-_STYLE_KEYS = {"name", "phrase", "descriptions", "targets", "quality"}
+_STYLE_KEYS = {"name", "phrase", "descriptions", "targets", "quality", "classifier_labels"}
 _PROMPT_KEYS = {"user", "style", "assistant"}
 
 
@@ -209,6 +209,9 @@ class Style:
     descriptions: tuple[str, ...]
     targets: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     quality: QualitySettings = field(default_factory=QualitySettings)
+    # AudioSet labels that define the style for the classifier judge (stylegrpo.scorers.ast_classifier);
+    # empty: that judge does not judge this style. Names are checked against the model when it is built.
+    classifier_labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -395,7 +398,40 @@ def _parse_style(raw: Any, index: int, path: Path, line: int) -> Style:
         _check_no_placeholder(d, where)
     targets = _parse_targets(raw.get("targets"), path, label, line_of(raw, "targets"))
     quality = _parse_quality(raw.get("quality"), path, label, line_of(raw, "quality"))
-    return Style(name, phrase.strip(), tuple(d.strip() for d in descs), targets, quality)
+    labels = _parse_classifier_labels(
+        raw.get("classifier_labels"), path, label, line_of(raw, "classifier_labels")
+    )
+    return Style(
+        name, phrase.strip(), tuple(d.strip() for d in descs), targets, quality, classifier_labels=labels
+    )
+
+
+MAX_CLASSIFIER_LABELS = 16  # a style defined by more labels than this is not a style (AudioSet has 527)
+MAX_LABEL_CHARS = 100  # AudioSet's longest display name is under 60 characters
+
+
+def _parse_classifier_labels(raw: Any, path: Path, label: str, line: int) -> tuple[str, ...]:
+    """``classifier_labels``: a non-empty list of distinct label names (strings). Whether the classifier
+    knows them is checked when the judge is built (only the model's config lists its labels)."""
+    if raw is None:
+        return ()
+    where = f"{at(path, line)}: {label}: field 'classifier_labels'"
+    if not isinstance(raw, list) or not raw:
+        raise CatalogError(f"{where} must be a non-empty list of AudioSet label names, e.g. [Whispering]")
+    if len(raw) > MAX_CLASSIFIER_LABELS:
+        raise CatalogError(f"{where} names {len(raw)} labels; at most {MAX_CLASSIFIER_LABELS}")
+    out: list[str] = []
+    for j, value in enumerate(raw):
+        item = f"{at(path, line_of(raw, j))}: {label}: field 'classifier_labels' item {j + 1}"
+        if not isinstance(value, str) or not value.strip() or len(value) > MAX_LABEL_CHARS:
+            raise CatalogError(
+                f"{item} must be an AudioSet label name (a non-empty string of at most {MAX_LABEL_CHARS} "
+                f"characters), got {quote(value)}"
+            )
+        if value.strip() in out:
+            raise CatalogError(f"{item}: {quote(value.strip())} is named twice")
+        out.append(value.strip())
+    return tuple(out)
 
 
 def _parse_quality(raw: Any, path: Path, label: str, line: int) -> QualitySettings:

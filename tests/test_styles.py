@@ -9,6 +9,7 @@ import pytest
 from stylegrpo.cli import main
 from stylegrpo.errors import StyleGRPOError
 from stylegrpo.styles import (
+    _STYLE_KEYS,
     STYLES_ENV,
     TARGET_FIELDS,
     CatalogError,
@@ -75,10 +76,9 @@ def test_unknown_keys(tmp_path):
         tmp_path,
         GOOD.replace("    phrase: a man whispering", "    phrase: a man whispering\n    colour: red"),
     )
-    assert (
-        "style #1 'whispering': unknown key(s) colour; allowed: descriptions, name, phrase, quality, targets"
-        in msg
-    )
+    allowed = ", ".join(sorted(_STYLE_KEYS))  # every optional field (quality, classifier_labels, ...)
+    assert f"style #1 'whispering': unknown key(s) colour; allowed: {allowed}" in msg
+    assert {"name", "phrase", "descriptions", "targets", "quality", "classifier_labels"} <= _STYLE_KEYS
     msg = error(tmp_path, GOOD.replace("loudness_dbfs:", "loudness:"))
     assert "style #1 'whispering': targets: unknown key(s) loudness; allowed:" in msg
     assert "prompt: unknown key(s) system" in error(tmp_path, "prompt:\n  system: x\n" + GOOD)

@@ -174,6 +174,15 @@ METRICS: tuple[Metric, ...] = (
         ".2f",
         "share of clips that hit the generation length cap before the end token",
     ),
+    Metric(
+        "speaker_similarity",
+        "speaker similarity",
+        "higher",
+        False,
+        ".3f",
+        "cosine between the clip's speaker embedding (WavLM x-vector) and its reference speaker's; only clips "
+        "spoken with a reference voice",
+    ),
 )
 # one score per acoustic target field (1 inside the style's range); NaN for styles that declare no such target
 METRICS += tuple(

@@ -76,6 +76,9 @@ class EvalSettings:
     overwrite: bool = False
     training_dir: Path | None = None
     styles: list[str] = field(default_factory=list)  # empty: every style of the catalog
+    # reference speakers: speaker_id -> its 16 kHz reference waveform; a record whose "speaker_id" is here
+    # gets speaker_similarity (speaker judge cosine to that reference), every other record NaN
+    references: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def style_names(self) -> list[str]:
@@ -423,6 +426,7 @@ class Judges:
         from stylegrpo.scorers.asr import AsrScorer
         from stylegrpo.scorers.clap import ClapScorer, candidates_from_catalog
         from stylegrpo.scorers.quality import QualityScorer
+        from stylegrpo.scorers.speaker import SpeakerScorer
         from stylegrpo.scorers.whisper_nll import WhisperNllScorer
 
         device = resolve_device(settings.device)
@@ -434,6 +438,9 @@ class Judges:
         self.quality = QualityScorer(device=device)  # DNSMOS: real weights in every preset (batch: its own)
         self.candidates = candidates_from_catalog(settings.catalog)  # every catalog style competes
         self.names = list(self.candidates)
+        self.speaker = SpeakerScorer(p.wavlm, device, **kw)  # loads only when a record has a reference
+        self.references = dict(settings.references)
+        self._reference_embeddings: dict[str, np.ndarray] = {}
 
     def score(self, records: Sequence[dict], wavs: Sequence[np.ndarray], catalog: Catalog) -> list[dict]:
         from stylegrpo.scorers import acoustic
@@ -448,6 +455,7 @@ class Judges:
         measures = acoustic.measure_batch(wavs, texts)
         targets = [dict(catalog.get(r["style"]).targets) for r in records]
         quality = self.quality.scores(wavs)
+        speaker = self.speaker_similarity(records, wavs)
         out = []
         for k, r in enumerate(records):
             own = self.names.index(r["style"])
@@ -478,9 +486,26 @@ class Judges:
                     **{f"target_{f}": float(v) for f, v in acoustic.field_scores(m, targets[k]).items()},
                     **_quality_dict(quality[k], catalog.get(r["style"]).quality, no_speech),
                     "no_speech": bool(no_speech),
+                    "speaker_similarity": math.nan if no_speech else float(speaker[k]),
                     "scored": True,  # the record is complete (resume skips it)
                 }
             )
+        return out
+
+    def speaker_similarity(self, records: Sequence[dict], wavs: Sequence[np.ndarray]) -> np.ndarray:
+        """Cosine of each clip's speaker embedding with its record's reference speaker (``speaker_id`` in
+        ``settings.references``); NaN for a clip without one. Each reference is embedded once."""
+        out = np.full(len(records), np.nan)
+        idx = [k for k, r in enumerate(records) if r.get("speaker_id") in self.references]
+        if not idx:
+            return out
+        for sid in {records[k]["speaker_id"] for k in idx} - set(self._reference_embeddings):
+            self._reference_embeddings[sid] = self.speaker.embeddings([self.references[sid]])[0]
+        gen = self.speaker.embeddings([wavs[k] for k in idx])
+        ref = np.stack([self._reference_embeddings[records[k]["speaker_id"]] for k in idx])
+        from stylegrpo.scorers.speaker import cosine
+
+        out[idx] = cosine(gen, ref)
         return out
 
 

@@ -34,6 +34,7 @@ XCODEC2 = "HKUSTAudio/xcodec2-hf"
 CLAP = "laion/larger_clap_general"
 PARAKEET = "nvidia/parakeet-ctc-1.1b"
 WHISPER = "openai/whisper-large-v3-turbo"
+WAVLM_SV = "microsoft/wavlm-base-plus-sv"  # the speaker judge (stylegrpo.scorers.speaker)
 
 # Parameter counts of the real configs (FACTS.md "Real-checkpoint path", meta device); the test checks the
 # configs below against them. XCodec2: without the w2v-BERT semantic encoder, which stylegrpo.codec drops.
@@ -195,12 +196,26 @@ def whisper_config(**overrides: Any) -> Any:
     return WhisperConfig(**kwargs)
 
 
+def wavlm_sv_config(**overrides: Any) -> Any:
+    """WavLMConfig of microsoft/wavlm-base-plus-sv: WavLM-base (12 layers of 768, the 7-layer convolution stem
+    with group norm, 50 frames per second) + the x-vector head (TDNN 512-512-512-512-1500, 512-d embedding).
+    transformers' WavLMConfig defaults ARE this shape (its docs name microsoft/wavlm-base); the x-vector head
+    reads every layer (weighted layer sum). Not read from the hub config (offline): the head's speaker count
+    (num_labels, only the training loss uses it) is left at the default."""
+    from transformers import WavLMConfig
+
+    kwargs: dict[str, Any] = dict(use_weighted_layer_sum=True)
+    kwargs.update(overrides)
+    return WavLMConfig(**kwargs)
+
+
 BUILDERS = {
     **{spec: (lambda s=size, **kw: llasa_config(s, **kw)) for size, spec in LLASA.items()},
     XCODEC2: xcodec2_config,
     CLAP: clap_config,
     PARAKEET: parakeet_config,
     WHISPER: whisper_config,
+    WAVLM_SV: wavlm_sv_config,
 }
 
 
@@ -223,6 +238,7 @@ def model_class(spec: str) -> Any:
         CLAP: transformers.ClapModel,
         PARAKEET: transformers.ParakeetForCTC,
         WHISPER: transformers.WhisperForConditionalGeneration,
+        WAVLM_SV: transformers.WavLMForXVector,
     }[spec]
 
 

@@ -1,4 +1,5 @@
-"""XCodec2 decoding (codec ids -> 16 kHz waveforms) through transformers' native ``Xcodec2Model``.
+"""XCodec2 decoding (codec ids -> 16 kHz waveforms) and encoding (a reference clip -> codec ids) through
+transformers' native ``Xcodec2Model``.
 
 One codebook of ``prod(quantization_levels)`` codes (65,536 for the real ``HKUSTAudio/xcodec2-hf``); one
 code per ``hop_length`` samples (320 at 16 kHz = 50 codes per second).
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .audio import SAMPLE_RATE, resample
+from .errors import StyleGRPOError
 from .tiny import resolve_model
 
 if TYPE_CHECKING:
@@ -103,6 +105,38 @@ class Codec:
         return next(self.model.parameters()).device
 
     @property
+    def can_encode(self) -> bool:
+        """Whether this codec holds the encoder path (``Codec.load(..., decode_only=False)``)."""
+        return getattr(self.model, "semantic_encoder", None) is not None
+
+    def encode(self, wav: np.ndarray) -> list[int]:
+        """Codec ids of one clip (float32 mono at SAMPLE_RATE): ``Xcodec2Model.encode`` on the features
+        ``Xcodec2FeatureExtractor`` computes (see :func:`encoder_inputs`), one code per ``hop_length``
+        samples, the codes of the padding masked off as transformers does."""
+        import torch
+
+        if not self.can_encode:
+            raise StyleGRPOError(
+                f"codec {self.spec or '(unnamed)'} was loaded for decoding only; load it with decode_only=False "
+                "to encode a reference"
+            )
+        wav = np.asarray(wav, dtype=np.float32).reshape(-1)
+        if self.sample_rate != SAMPLE_RATE:
+            wav = resample(wav, SAMPLE_RATE, self.sample_rate)
+        inputs = encoder_inputs(wav, self.samples_per_token, self.sample_rate)
+        device, dtype = self.device, next(self.model.parameters()).dtype
+        inputs = {
+            k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype)
+            for k, v in inputs.items()
+        }
+        with torch.inference_mode():
+            out = self.model.encode(**inputs)
+        codes = out.audio_codes[0, 0]
+        if out.audio_codes_mask is not None:  # [1, T]: the codes of whole hops of real audio
+            codes = codes[out.audio_codes_mask.reshape(-1).bool()]
+        return [int(c) for c in codes.tolist()]
+
+    @property
     def tokens_per_second(self) -> float:
         return self.sample_rate / self.samples_per_token
 
@@ -163,6 +197,102 @@ class Codec:
                     wav = resample(wav, self.sample_rate, SAMPLE_RATE)
                 out[i] = wav
         return out
+
+
+# -- the encoder's input features, without torchaudio ---------------------------------------------------
+# transformers' Xcodec2FeatureExtractor needs torchaudio (only for torchaudio.compliance.kaldi.fbank), which
+# has no build for the torch this project pins. These are the same computations with its settings, in
+# torch: Kaldi log-mel filterbanks (torchaudio's compliance port of compute-fbank-feats) and the
+# extractor's padding, normalisation and frame stacking. tests/test_reference.py checks the filterbank
+# against lhotse's Kaldi-compatible one and, where torchaudio imports, the whole against the extractor.
+FBANK_MEL_BINS = 80  # Xcodec2FeatureExtractor.num_mel_bins (w2v-BERT 2.0's input)
+FBANK_FRAME = 400  # samples per analysis frame (25 ms at 16 kHz): frame_length
+FBANK_SHIFT = 160  # samples between frames (10 ms): frame_shift
+FBANK_PREEMPHASIS = 0.97  # Kaldi's default pre-emphasis, as the extractor passes
+FBANK_LOW_HZ = 20.0  # lowest mel-bank edge (the extractor's low_freq)
+FBANK_POVEY_POWER = 0.85  # Kaldi's "povey" window: a Hann window raised to 0.85
+FEATURE_STRIDE = 2  # the extractor stacks 2 consecutive 80-bin frames into one 160-wide feature
+FEATURE_PADDING_VALUE = 1.0  # the extractor's padding_value for spectrogram frames
+FEATURE_VAR_EPS = 1e-7  # the extractor's epsilon in its per-bin normalisation
+WAVE_SCALE = 2**15  # the extractor feeds Kaldi 16-bit-scaled samples
+
+
+def kaldi_fbank(wave: torch.Tensor, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """Log mel filterbanks [frames, FBANK_MEL_BINS] of a 1-D float32 waveform, as
+    ``torchaudio.compliance.kaldi.fbank`` with Xcodec2FeatureExtractor's arguments (povey window,
+    pre-emphasis 0.97, DC offset removed, no dither, snip_edges, 512-point FFT, power spectrum, low 20 Hz,
+    high = Nyquist, no energy term)."""
+    import torch
+    import torch.nn.functional as F
+
+    wave = wave.contiguous()
+    n = wave.numel()
+    if n < FBANK_FRAME:
+        return torch.empty((0, FBANK_MEL_BINS), dtype=wave.dtype, device=wave.device)
+    m = 1 + (n - FBANK_FRAME) // FBANK_SHIFT
+    frames = wave.as_strided((m, FBANK_FRAME), (FBANK_SHIFT * wave.stride(0), wave.stride(0)))
+    frames = frames - frames.mean(dim=1, keepdim=True)
+    previous = F.pad(frames.unsqueeze(0), (1, 0), mode="replicate").squeeze(0)[:, :-1]
+    frames = frames - FBANK_PREEMPHASIS * previous
+    window = torch.hann_window(FBANK_FRAME, periodic=False, dtype=wave.dtype, device=wave.device)
+    frames = frames * window.pow(FBANK_POVEY_POWER).unsqueeze(0)
+    n_fft = 1 << (FBANK_FRAME - 1).bit_length()  # round_to_power_of_two: 512
+    frames = F.pad(frames, (0, n_fft - FBANK_FRAME))
+    spectrum = torch.fft.rfft(frames).abs().pow(2.0)
+    banks = _mel_banks(FBANK_MEL_BINS, n_fft, float(sample_rate), FBANK_LOW_HZ, sample_rate / 2)
+    banks = F.pad(banks.to(device=wave.device, dtype=wave.dtype), (0, 1))
+    eps = torch.tensor(torch.finfo(torch.float).eps, dtype=wave.dtype, device=wave.device)
+    return torch.max(spectrum @ banks.T, eps).log()
+
+
+def _mel_banks(num_bins: int, n_fft: int, sample_freq: float, low: float, high: float) -> torch.Tensor:
+    """Kaldi's triangular mel banks [num_bins, n_fft // 2] (torchaudio's get_mel_banks without VTLN)."""
+    import torch
+
+    def mel(f: float) -> float:
+        return 1127.0 * math.log(1.0 + f / 700.0)
+
+    mel_low, mel_high = mel(low), mel(high)
+    delta = (mel_high - mel_low) / (num_bins + 1)
+    bins = torch.arange(num_bins).unsqueeze(1)
+    left = mel_low + bins * delta
+    center = mel_low + (bins + 1.0) * delta
+    right = mel_low + (bins + 2.0) * delta
+    freqs = (sample_freq / n_fft) * torch.arange(n_fft / 2)
+    mels = (1127.0 * (1.0 + freqs / 700.0).log()).unsqueeze(0)
+    up = (mels - left) / (center - left)
+    down = (right - mels) / (right - center)
+    return torch.max(torch.zeros(1), torch.min(up, down))
+
+
+def encoder_inputs(wav: np.ndarray, hop: int, sample_rate: int = SAMPLE_RATE) -> dict[str, torch.Tensor]:
+    """``Xcodec2FeatureExtractor(wav, sampling_rate=sample_rate, return_tensors="pt")`` for one clip:
+    ``input_values`` [1, 1, L] (one zero sample appended, zero-padded to a multiple of ``hop``),
+    ``padding_mask`` [1, L], ``input_features`` [1, T, 160] (normalised log-mel frames, stacked in pairs)
+    and ``input_features_mask`` [1, T]."""
+    import torch
+    import torch.nn.functional as F
+
+    audio = F.pad(torch.as_tensor(np.asarray(wav, dtype=np.float32)), (0, 1), value=0.0)
+    length = -(-audio.numel() // hop) * hop
+    padding_mask = torch.zeros((1, length), dtype=torch.long)
+    padding_mask[0, : audio.numel()] = 1
+    audio = F.pad(audio, (0, length - audio.numel()))
+    framed = F.pad(audio, (hop // 2, hop // 2))
+    features = kaldi_fbank(framed * WAVE_SCALE, sample_rate)
+    features = (features - features.mean(0)) / torch.sqrt(features.var(0, unbiased=True) + FEATURE_VAR_EPS)
+    mask = torch.ones(features.shape[0], dtype=torch.long)
+    extra = (-features.shape[0]) % FEATURE_STRIDE
+    if extra:
+        features = torch.cat([features, torch.full((extra, features.shape[1]), FEATURE_PADDING_VALUE)])
+        mask = torch.cat([mask, torch.zeros(extra, dtype=torch.long)])
+    frames = features.shape[0] // FEATURE_STRIDE
+    return {
+        "input_values": audio[None, None, :],
+        "padding_mask": padding_mask,
+        "input_features": features.reshape(1, frames, FBANK_MEL_BINS * FEATURE_STRIDE),
+        "input_features_mask": mask.reshape(frames, FEATURE_STRIDE).min(dim=-1).values[None, :],
+    }
 
 
 def _feature_extractor_hop(path: str) -> int | None:

@@ -26,6 +26,7 @@ _CODEC = "HKUSTAudio/xcodec2-hf"  # transformers' native XCodec2: the codec Llas
 _CLAP = "laion/larger_clap_general"  # LAION CLAP trained on general audio incl. speech descriptions
 _ASR = "nvidia/parakeet-ctc-1.1b"  # strong English CTC ASR in transformers format
 _WHISPER = "openai/whisper-large-v3-turbo"  # fast Whisper for the teacher-forced NLL reward
+_WAVLM = "microsoft/wavlm-base-plus-sv"  # WavLM x-vector speaker verification: the speaker judge
 
 # Llasa's inference budget is max_length 2048 tokens, prompt included; 1536 new tokens (about 30 s of
 # speech at 50 tokens/s) leaves room for a long prompt inside it and is ample for a sentence.
@@ -46,6 +47,7 @@ class Preset:
     batch_size: int  # prompts generated together
     random_weights: bool = False  # True for tiny twins: output is noise, numbers prove plumbing only
     description: str = ""
+    wavlm: str = _WAVLM  # the speaker judge (speaker reward, eval's similarity to the reference speaker)
 
     def with_overrides(self, **specs: str | None) -> Preset:
         """A copy with some model specs replaced (``None`` values are ignored)."""
@@ -58,7 +60,7 @@ class Preset:
         return dataclasses.replace(self, **changes) if changes else self
 
 
-MODEL_FIELDS: tuple[str, ...] = ("policy", "codec", "clap", "asr", "whisper")
+MODEL_FIELDS: tuple[str, ...] = ("policy", "codec", "clap", "asr", "whisper", "wavlm")
 
 
 def _llasa(size: str, *, batch_size: int, description: str) -> Preset:
@@ -84,6 +86,7 @@ PRESETS: dict[str, Preset] = {
         clap="tiny:clap",
         asr="tiny:parakeet",
         whisper="tiny:whisper",
+        wavlm="tiny:wavlm-sv",
         max_new_tokens=150,  # 3 s of (noise) audio: keeps CPU runs and tests to seconds
         batch_size=8,  # tiny models: batching is cheap on CPU
         random_weights=True,

@@ -7,6 +7,7 @@ and ``stylegrpo say`` (inference) both call it, so training and inference can ne
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import re
 import unicodedata
@@ -38,7 +39,7 @@ _PLACEHOLDER_RE = re.compile(r"\{style\}|\{text\}")
 _ANY_PLACEHOLDER_RE = re.compile(r"\{(?:style|text|description)\}")  # the template's placeholders
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _TOP_KEYS = {"prompt", "styles"}
-_STYLE_KEYS = {"name", "phrase", "descriptions", "targets", "quality", "classifier_labels"}
+_STYLE_KEYS = {"name", "phrase", "descriptions", "targets", "quality", "classifier_labels", "identity"}
 _PROMPT_KEYS = {"user", "style", "assistant"}
 
 
@@ -50,11 +51,73 @@ class PromptInputError(StyleGRPOError, ValueError):
     """A text or description that could put a control token of the model into the prompt."""
 
 
+class ReferenceInputError(StyleGRPOError, ValueError):
+    """A reference speaker (transcript + codec codes) that cannot go into a prompt."""
+
+
 class UnknownStyleError(StyleGRPOError, KeyError):
     """A style name that is not in the catalog; the message lists the known ones."""
 
     def __str__(self) -> str:  # KeyError would quote the whole message
         return str(self.args[0])
+
+
+# How a reference speaker enters the prompt, as in Llasa's public inference code (the HKUSTAudio model
+# cards' "speech synthesis utilizing a given speech prompt", and the Llasa Space/servers built on it):
+# ``input_text = prompt_text + ' ' + target_text`` inside the TEXT_UNDERSTANDING markers, and the reference's
+# XCodec2 codes as ``<|s_N|>`` tokens right after ``<|SPEECH_GENERATION_START|>`` in the assistant turn.
+REFERENCE_SEPARATOR = " "  # between the reference transcript and the text (Llasa's ``prompt_text + ' '``)
+SPEECH_TOKEN_FORMAT = "<|s_{}|>"  # the token of XCodec2 code N (llasa.speech_token uses this too)
+MAX_SPEECH_CODES = 65_536  # XCodec2's codebook (4^8 FSQ codes): the most <|s_N|> tokens any Llasa has
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A reference speaker for Llasa's voice prompt: the clip's transcript and its XCodec2 codes.
+
+    The codes are emitted into the prompt by our code only (never parsed from user text): each must be an
+    int in ``0..MAX_SPEECH_CODES-1`` (the policy's own, smaller codebook is checked where the tokenizer is
+    known: ``llasa.check_reference_codes``). Dataset columns ``reference_text``/``reference_codes`` map onto
+    it with :meth:`from_columns` (empty or None: no reference).
+    """
+
+    text: str
+    codes: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str) or not self.text.strip():
+            raise ReferenceInputError(
+                "the reference speaker has no transcript; give the words spoken in the reference clip"
+            )
+        raw = self.codes.tolist() if hasattr(self.codes, "tolist") else self.codes
+        if isinstance(raw, (str, bytes)) or not isinstance(raw, Sequence) or not raw:
+            raise ReferenceInputError("the reference speaker has no codec codes (an empty or non-list value)")
+        codes = []
+        for k, c in enumerate(raw):
+            if isinstance(c, bool) or not isinstance(c, numbers.Integral) or not 0 <= c < MAX_SPEECH_CODES:
+                raise ReferenceInputError(
+                    f"reference code #{k + 1} is {quote(c)}: codec codes are integers in 0..{MAX_SPEECH_CODES - 1}"
+                )
+            codes.append(int(c))
+        object.__setattr__(self, "text", self.text.strip())
+        object.__setattr__(self, "codes", tuple(codes))
+
+    @classmethod
+    def from_columns(cls, text: Any, codes: Any) -> Reference | None:
+        """The reference of a dataset row (``reference_text``, ``reference_codes``); None when both are
+        empty or None. One without the other is refused (a transcript must match its codes)."""
+        has_codes = codes is not None and len(codes) > 0
+        has_text = isinstance(text, str) and text.strip() != ""
+        if not has_codes and not has_text:
+            return None
+        if not has_codes:
+            raise ReferenceInputError("column 'reference_text' is set but 'reference_codes' is empty")
+        return cls(text if isinstance(text, str) else "", codes)
+
+    @property
+    def speech(self) -> str:
+        """The codes as Llasa speech tokens, in order: ``<|s_N|>...``."""
+        return "".join(SPEECH_TOKEN_FORMAT.format(c) for c in self.codes)
 
 
 @dataclass(frozen=True)
@@ -67,11 +130,18 @@ class PromptTemplate:
     style: str = " in the style of {description}"
     assistant: str = "<|SPEECH_GENERATION_START|>"
 
-    def render(self, text: str, description: str | None = None) -> list[dict[str, str]]:
+    def render(
+        self, text: str, description: str | None = None, reference: Reference | None = None
+    ) -> list[dict[str, str]]:
         """Chat messages for one item, in the conversational form TRL's GRPOTrainer takes.
 
         The last message is the assistant's opening, which the model continues (rendered with
         ``continue_final_message=True``). ``description`` None or empty gives Llasa's own prompt.
+
+        ``reference`` (a :class:`Reference`) makes it Llasa's voice-cloning prompt: its transcript, then
+        REFERENCE_SEPARATOR, then the text, all inside the TEXT_UNDERSTANDING markers, and its codes as
+        ``<|s_N|>`` tokens after the assistant's opening. The model continues after those codes, so a
+        completion is only the new speech (the reference is part of the prompt, never of the output).
 
         The prompt is ours: only the template puts control tokens (``<|TEXT_UNDERSTANDING_END|>``,
         ``<|s_5|>``, ``<|eot_id|>``...) into it. Every control token of Llasa's tokenizer is written
@@ -84,12 +154,21 @@ class PromptTemplate:
         Every path (``build``, ``train``, ``say``, ``eval``) goes through here, so the rule is the same
         everywhere; ``build`` already drops such lines while cleaning.
         """
-        for what, value in (("text", text), ("description", description)):
+        if reference is not None and not isinstance(reference, Reference):
+            raise ReferenceInputError(
+                f"reference must be a stylegrpo.styles.Reference, not {type(reference).__name__}"
+            )
+        ref_text = reference.text if reference is not None else None
+        for what, value in (("text", text), ("description", description), ("reference transcript", ref_text)):
             problem = control_marker_problem(value) if value else None
             if problem:
                 raise PromptInputError(f"the {what} {problem}")
-        user = self._user(text, description)
-        neutral = self._user(_NEUTRAL_INPUT, _NEUTRAL_INPUT if description else None)
+        spoken = text if ref_text is None else ref_text + REFERENCE_SEPARATOR + text
+        user = self._user(spoken, description)
+        neutral_text = (
+            _NEUTRAL_INPUT if ref_text is None else _NEUTRAL_INPUT + REFERENCE_SEPARATOR + _NEUTRAL_INPUT
+        )
+        neutral = self._user(neutral_text, _NEUTRAL_INPUT if description else None)
         spans, expected = _control_spans(user), [m.group(0) for m in _control_spans(neutral)]
         for k, span in enumerate(spans):
             if k >= len(expected) or span.group(0) != expected[k]:
@@ -102,7 +181,8 @@ class PromptTemplate:
                 "the text or description breaks a control token of the prompt template "
                 f"({_excerpt(tokenizer_view(user), 0)}); remove the '<', '|' or '>' at its start or end"
             )
-        return [{"role": "user", "content": user}, {"role": "assistant", "content": self.assistant}]
+        assistant = self.assistant if reference is None else self.assistant + reference.speech
+        return [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
 
     def _user(self, text: str, description: str | None) -> str:
         style = self.style.replace("{description}", description.strip()) if description else ""
@@ -212,6 +292,9 @@ class Style:
     # AudioSet labels that define the style for the classifier judge (stylegrpo.scorers.ast_classifier);
     # empty: that judge does not judge this style. Names are checked against the model when it is built.
     classifier_labels: tuple[str, ...] = ()
+    # True: the style names WHO speaks (an elderly woman, a child, a deep-voiced man), which a reference
+    # speaker's voice contradicts: `say --speaker` warns on the combination and reference pairing skips it.
+    identity: bool = False
 
 
 @dataclass(frozen=True)
@@ -254,9 +337,12 @@ class Catalog:
         where = f" in {self.path}" if self.path else ""
         raise UnknownStyleError(f"unknown style {quote(name)}{where}; known styles: {', '.join(self.names)}")
 
-    def prompt(self, text: str, style: str | None = None) -> list[dict[str, str]]:
-        """The inference prompt for ``text`` in the style named ``style`` (its ``phrase``), or none."""
-        return self.template.render(text, self.get(style).phrase if style else None)
+    def prompt(
+        self, text: str, style: str | None = None, reference: Reference | None = None
+    ) -> list[dict[str, str]]:
+        """The inference prompt for ``text`` in the style named ``style`` (its ``phrase``), or none, in the
+        voice of ``reference`` when given."""
+        return self.template.render(text, self.get(style).phrase if style else None, reference)
 
 
 def default_styles_path() -> Path:
@@ -401,8 +487,20 @@ def _parse_style(raw: Any, index: int, path: Path, line: int) -> Style:
     labels = _parse_classifier_labels(
         raw.get("classifier_labels"), path, label, line_of(raw, "classifier_labels")
     )
+    identity = raw.get("identity", False)
+    if not isinstance(identity, bool):
+        raise CatalogError(
+            f"{at(path, line_of(raw, 'identity'))}: {label}: field 'identity' must be true or false "
+            f"(true: the style names who speaks), got {quote(identity)}"
+        )
     return Style(
-        name, phrase.strip(), tuple(d.strip() for d in descs), targets, quality, classifier_labels=labels
+        name,
+        phrase.strip(),
+        tuple(d.strip() for d in descs),
+        targets,
+        quality,
+        classifier_labels=labels,
+        identity=identity,
     )
 
 

@@ -34,6 +34,7 @@ TINY_BUILDERS: dict[str, str] = {
     "parakeet": "stylegrpo.scorers.asr:build_tiny",
     "parakeet-nemo": "stylegrpo.scorers.asr:build_tiny_nemo",
     "whisper": "stylegrpo.scorers.whisper_nll:build_tiny",
+    "wavlm-sv": "stylegrpo.scorers.speaker:build_tiny",
     "ast": "stylegrpo.scorers.ast_classifier:build_tiny",
 }
 

@@ -97,3 +97,15 @@ def test_whisper_teacher_forced_shapes():
     decoder_ids = torch.zeros(BATCH, 40, dtype=torch.long, device=META)
     logits = model(input_features=features, decoder_input_ids=decoder_ids).logits
     assert logits.shape == (BATCH, 40, 51_866)
+
+
+def test_wavlm_speaker_embedding_shapes():
+    """The speaker judge's WavLM x-vector: raw 16 kHz samples in, one 512-d speaker embedding per clip."""
+    model = A.build(A.WAVLM_SV)
+    config = model.config
+    assert config.inputs_to_logits_ratio == A.XCODEC2_HOP  # 320 samples per frame: 50 frames per second
+    assert config.hidden_size == 768 and config.num_hidden_layers == 12 and config.use_weighted_layer_sum
+    samples = torch.zeros(BATCH, 3 * A.XCODEC2_SAMPLE_RATE, device=META)  # 3 s clips
+    out = model(input_values=samples)
+    assert out.embeddings.shape == (BATCH, config.xvector_output_dim) == (BATCH, 512)
+    assert A.count_parameters(model) == pytest.approx(0.100e9, rel=0.01)

@@ -40,6 +40,8 @@ styles:
     descriptions: [a plain voice]
 """
 CAP = 40  # max_completion_length of these tests
+# every reward that scores items without a reference voice (speaker: tests/test_speaker.py)
+SCORED = [n for n in REWARD_NAMES if n != "speaker"]
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +94,15 @@ def call(fn, completion_ids, texts, styles, descriptions, metrics=None):
 
 
 def test_registry_and_unknown_names():
-    assert set(REWARD_NAMES) == {"style", "style_contrastive", "cer", "whisper_nll", "acoustic", "clean"}
+    assert set(REWARD_NAMES) == {
+        "style",
+        "style_contrastive",
+        "cer",
+        "whisper_nll",
+        "acoustic",
+        "clean",
+        "speaker",
+    }
     with pytest.raises(StyleGRPOError) as e:
         check_reward_names(["style", "clapp"])
     msg = str(e.value)
@@ -121,7 +131,7 @@ def test_known_values_and_own_description(tokenizer, judges, catalog):
     from stylegrpo.scorers.clap import candidates_from_catalog
 
     ctx = make_ctx(tokenizer, judges, catalog)
-    fns = {f.__name__: f for f in build_reward_functions(list(REWARD_NAMES), ctx)}
+    fns = {f.__name__: f for f in build_reward_functions(SCORED, ctx)}
     codes = rng_codes(30, 0)
     batch_ids = [ids(tokenizer, codes), ids(tokenizer, codes), ids(tokenizer, rng_codes(25, 1))]
     texts = ["hello there", "hello there", "good morning"]
@@ -168,7 +178,7 @@ def _silent_code(codec):
 
 def test_guards_give_the_lowest_reward_never_nan(tokenizer, judges, catalog):
     ctx = make_ctx(tokenizer, judges, catalog)
-    fns = build_reward_functions(list(REWARD_NAMES), ctx)
+    fns = build_reward_functions(SCORED, ctx)
     long_text = " ".join(["international"] * 15)  # 75 syllables: needs several seconds of speech
     cases = {
         "ok": (ids(tokenizer, rng_codes(30, 2)), "hello there"),
@@ -224,7 +234,7 @@ def test_duration_guard_bounds():
 
 def test_audio_is_decoded_once_per_batch(tokenizer, judges, catalog):
     ctx = make_ctx(tokenizer, judges, catalog)
-    fns = build_reward_functions(list(REWARD_NAMES), ctx)
+    fns = build_reward_functions(SCORED, ctx)
     codec = ctx.cache.codec
     calls = []
     real_decode = codec.decode
@@ -246,13 +256,13 @@ def test_audio_is_decoded_once_per_batch(tokenizer, judges, catalog):
 
 def test_per_style_metrics(tokenizer, judges, catalog):
     ctx = make_ctx(tokenizer, judges, catalog)
-    fns = build_reward_functions(list(REWARD_NAMES), ctx)
+    fns = build_reward_functions(SCORED, ctx)
     batch_ids = [ids(tokenizer, rng_codes(20 + i, 10 + i)) for i in range(4)]
     styles = ["loud", "quiet", "quiet", "mean"]
     descs = ["a man shouting loudly", "a quiet whisper", "someone whispering softly", "a plain voice"]
     metrics = {}
     outs = {f.__name__: call(f, batch_ids, ["hello there"] * 4, styles, descs, metrics) for f in fns}
-    for name in REWARD_NAMES:
+    for name in SCORED:
         assert metrics[f"rewards/{name}/loud"] == [outs[name][0]]
         assert metrics[f"rewards/{name}/quiet"] == outs[name][1:3]  # one value per completion: exact mean
         assert f"rewards/{name}/mean_style" in metrics  # a style named 'mean' cannot shadow TRL's mean

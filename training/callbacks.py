@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import math
@@ -13,7 +12,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from stylegrpo.audio import SAMPLE_RATE, write_wav
+from stylegrpo.audio import write_wav
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +102,8 @@ class StyleMetricsCallback(TrainerCallback):
         self.history.append(entry)
         with open(self.output_dir / METRICS_FILENAME, "a") as f:
             f.write(json.dumps(entry) + "\n")
-        for style, parts in sorted(_by_style(values).items()):
-            log.info(
+        for style, parts in sorted(_by_style(values).items()):  # detail for -v: the trackers plot them
+            log.debug(
                 "step %d %s: %s",
                 state.global_step,
                 style,
@@ -165,7 +164,8 @@ class Sample:
 class AudioSamplesCallback(TrainerCallback):
     """Every ``every`` steps, saves the ``per_style`` most recent decoded training completions of EVERY
     style seen so far to ``output_dir/samples/step-XXXXX/<style>_<k>.wav`` with a ``.txt`` beside each
-    (step, text, description, guard, rewards), and to TensorBoard (``add_audio``) when TensorBoard reports.
+    (step, text, description, guard, rewards), and to the trackers in ``report_to`` as playable audio
+    (training/trackers.py: TensorBoard, wandb, trackio).
     Completions that passed the guards are preferred. The audio is what the rewards already decoded: no
     extra generation or decoding, only references kept between steps.
     """
@@ -177,7 +177,7 @@ class AudioSamplesCallback(TrainerCallback):
         self.cache = cache
         self.every = int(every)
         self.per_style = int(per_style)
-        self.trainer: Any = None  # set after the trainer exists (for the TensorBoard writer)
+        self.trainer: Any = None  # set after the trainer exists (its report_to and tracker callbacks)
         self.recent: dict[str, list[Sample]] = {}
         self._seen: int | None = None  # id of the last batch harvested
 
@@ -223,10 +223,12 @@ class AudioSamplesCallback(TrainerCallback):
     def save(self, step: int) -> Path | None:
         from stylegrpo.outputs import atomic_output_dir
 
+        from .trackers import Clip, clip_key, log_audio
+
         if not self.recent:
             return None
         folder = self.output_dir / SAMPLES_DIRNAME / f"step-{step:05d}"
-        writer = self._tensorboard()
+        clips = []
         with atomic_output_dir(folder, overwrite=True, command="train") as tmp:
             for style, kept in sorted(self.recent.items()):
                 for k, sample in enumerate(reversed(kept)):  # _0 is the newest
@@ -241,16 +243,16 @@ class AudioSamplesCallback(TrainerCallback):
                         f"rewards: {json.dumps(sample.rewards)}",
                     ]
                     (tmp / f"{style}_{k}.txt").write_text("\n".join(lines) + "\n")
-                    if writer is not None:
-                        writer.add_audio(f"samples/{style}_{k}", sample.wav, step, sample_rate=SAMPLE_RATE)
+                    clips.append(Clip(clip_key(style, k), sample.wav, caption(sample)))
+        # the trackers in report_to play them (training/trackers.py)
+        log_audio(self.trainer, clips, step)
         return folder
 
-    def _tensorboard(self) -> Any:
-        if self.trainer is None or importlib.util.find_spec("tensorboard") is None:
-            return None
-        from transformers.integrations import TensorBoardCallback
 
-        for cb in self.trainer.callback_handler.callbacks:
-            if isinstance(cb, TensorBoardCallback):
-                return getattr(cb, "tb_writer", None)
-        return None
+def caption(sample: Sample) -> str:
+    """One line under a clip in a tracker: style, rollout step, guard, rewards and the text spoken."""
+    rewards = ", ".join(f"{k} {'-' if v is None else f'{v:.3f}'}" for k, v in sample.rewards.items())
+    return (
+        f"{sample.style} (rollout of step {sample.step}, {sample.flag or 'passed'}; {rewards}): "
+        f"{sample.text!r}, as {sample.description!r}"
+    )

@@ -256,7 +256,7 @@ def check_inputs(config: str | None, script_args: Any, training_args: Any, model
         ("--dataset_path", script_args.dataset_path),
         ("--styles", script_args.styles or default_styles_path()),
         ("--model_name_or_path", model_args.model_name_or_path),
-        *((f"--{f}", getattr(script_args, f, None)) for f in ("codec", "clap", "asr", "whisper")),
+        *((f"--{f}", getattr(script_args, f, None)) for f in ("codec", "clap", "asr", "whisper", "wavlm")),
     ]
     check_not_input(training_args.output_dir, inputs, option="--output-dir")
 

@@ -17,7 +17,6 @@ Output folder layout (``output_dir``)::
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import shutil
@@ -64,6 +63,9 @@ class ScriptArguments:
     clap: str | None = field(default=None, metadata={"help": "override the preset's CLAP model"})
     asr: str | None = field(default=None, metadata={"help": "override the preset's ASR model"})
     whisper: str | None = field(default=None, metadata={"help": "override the preset's Whisper (NLL) model"})
+    wavlm: str | None = field(
+        default=None, metadata={"help": "override the preset's speaker judge (WavLM x-vector)"}
+    )
     judge_device: str = field(
         default="auto",
         metadata={"help": "device of the codec and judges; auto = this process's training device"},
@@ -76,7 +78,9 @@ class ScriptArguments:
     )
     rewards: list[str] = field(
         default_factory=lambda: list(DEFAULT_REWARDS),
-        metadata={"help": "reward functions: style, style_contrastive, cer, whisper_nll, acoustic, clean"},
+        metadata={
+            "help": "reward functions: style, style_contrastive, cer, whisper_nll, acoustic, clean, speaker"
+        },
     )
     nll_temperature: float = field(
         default=3.0, metadata={"help": "tau of the whisper_nll reward exp(-NLL/tau)"}
@@ -298,6 +302,7 @@ def build_trainer(
     from accelerate import PartialState
     from trl import GRPOTrainer, get_peft_config
 
+    from stylegrpo.console import trainer_progress
     from stylegrpo.llasa import load_policy, speech_tokens
     from stylegrpo.presets import get_preset, resolve_device
     from stylegrpo.styles import load_catalog
@@ -313,11 +318,16 @@ def build_trainer(
         check_reward_names,
         overlap_rewards,
     )
+    from .trackers import align_trackio_steps, check_report_to, set_tracker_environment
 
     state = PartialState()
     catalog = load_catalog(script_args.styles)
     preset = get_preset(script_args.preset).with_overrides(
-        codec=script_args.codec, clap=script_args.clap, asr=script_args.asr, whisper=script_args.whisper
+        codec=script_args.codec,
+        clap=script_args.clap,
+        asr=script_args.asr,
+        whisper=script_args.whisper,
+        wavlm=script_args.wavlm,
     )
     policy_spec = model_args.model_name_or_path or preset.policy
     if not model_args.use_peft:
@@ -330,12 +340,8 @@ def build_trainer(
         )
 
     check_vllm_sampling(training_args, script_args.speech_only_sampling)
-    report_to = training_args.report_to or []
-    if "tensorboard" in report_to and importlib.util.find_spec("tensorboard") is None:
-        raise StyleGRPOError(
-            "report_to includes tensorboard, which is not installed: pip install 'stylegrpo[tensorboard]', "
-            "or pass --report_to none"
-        )
+    # known and installed trackers, "a,b" split (training/trackers.py)
+    training_args.report_to = check_report_to(training_args.report_to)
     train = load_prompt_dataset(
         script_args.dataset_path, script_args.dataset_train_split, catalog, script_args.max_train_samples
     )
@@ -358,6 +364,7 @@ def build_trainer(
 
         discard_partial_checkpoints(out, resume, need_optimizer=not training_args.save_only_model)
     state.wait_for_everyone()
+    set_tracker_environment(training_args.report_to, out, training_args.project)
 
     device = training_args.device
     model, tokenizer = load_policy(policy_spec, device=device, dtype=_dtype(model_args.dtype, device))
@@ -383,6 +390,7 @@ def build_trainer(
         clap=preset.clap,
         asr=preset.asr,
         whisper=preset.whisper,
+        wavlm=preset.wavlm,
         device=judge_device,
         batch_size=script_args.judge_batch_size,
         asr_dtype=script_args.asr_dtype,
@@ -424,6 +432,8 @@ def build_trainer(
         callbacks=[metrics_cb, samples_cb],
     )
     samples_cb.trainer = trainer
+    align_trackio_steps(trainer)
+    trainer_progress(trainer)  # the console's training bar (-v: transformers' own, -q: none)
     if resume:
         metrics_cb.restore(resume)
     info = {

@@ -303,13 +303,14 @@ class Judges:
         asr: str,
         whisper: str,
         quality: str = "speechmos",  # DNSMOS inside the speechmos wheel: the same real model in every preset
+        wavlm: str = "microsoft/wavlm-base-plus-sv",  # the speaker judge (presets' default; the speaker reward)
         device: Any = "cpu",
         batch_size: int = 16,
         dtype: Any = None,
         asr_dtype: Any = None,
         whisper_dtype: Any = None,
     ):
-        self.specs = {"clap": clap, "asr": asr, "whisper": whisper, "quality": quality}
+        self.specs = {"clap": clap, "asr": asr, "whisper": whisper, "quality": quality, "wavlm": wavlm}
         self.device = device
         self.batch_size = batch_size
         self.dtype = dtype
@@ -340,6 +341,12 @@ class Judges:
         return WhisperNllScorer(
             self.specs["whisper"], device=self.device, batch_size=self.batch_size, dtype=self.whisper_dtype
         )
+
+    @cached_property
+    def speaker(self) -> Any:
+        from stylegrpo.scorers.speaker import SpeakerScorer
+
+        return SpeakerScorer(self.specs["wavlm"], device=self.device, batch_size=self.batch_size)
 
     @cached_property
     def quality(self) -> Any:
@@ -553,6 +560,7 @@ class AudioReward:
             values = np.where(np.isfinite(values), np.clip(values, self.minimum, self.maximum), self.minimum)
             rewards[idx] = values
             left_out = self.left_out(batch, idx)
+        left_out |= self.not_applicable(batch, kwargs)
         left_out |= self.ctx.dropped(batch, log_metric)
         # None = "not applicable" for TRL: left out of this reward's group statistics, no advantage from it
         out: list[Any] = [None if i in left_out else float(r) for i, r in enumerate(rewards)]
@@ -565,6 +573,11 @@ class AudioReward:
 
     def left_out(self, batch: DecodedBatch, idx: list[int]) -> set[int]:
         """Completions (of ``idx``) this reward cannot judge: their value becomes None. None by default."""
+        return set()
+
+    def not_applicable(self, batch: DecodedBatch, columns: Mapping[str, Any]) -> set[int]:
+        """Completions (any, guarded or not) this reward does not apply to, e.g. items without a reference
+        speaker: None for every one of them, so TRL leaves them out of this reward. None by default."""
         return set()
 
 
@@ -770,9 +783,95 @@ class CleanReward(AudioReward):
         return out
 
 
+class SpeakerReward(AudioReward):
+    """(1 + cos) / 2 between the speaker embedding of the GENERATED clip and that of the item's reference.
+
+    Only for items with a reference speaker (dataset columns ``reference_codes``, ``speaker_id``): every
+    completion of an item without one (or of a dataset without the columns) gets None, which TRL reads as
+    "not applicable" (NaN, left out of this reward's group statistics and of the weighted sum), so
+    reference-free items are trained exactly as before. The generated side is the completion alone:
+    ``completion_ids`` hold only what the policy wrote after the prompt, whose reference codes are never
+    part of them.
+
+    The reference side is the reference's CODES decoded by the same codec (once per reference, cached by
+    ``speaker_id`` and the codes), then embedded once (cached too): the dataset holds codes, not the clip,
+    and both sides then pass through XCodec2, so the codec's own colouring is no difference between them.
+    Embeddings by the speaker judge (stylegrpo.scorers.speaker, WavLM x-vector). The raw cosine of every
+    scored clip is logged as ``speaker_similarity/<style>``.
+    """
+
+    name = "speaker"
+    max_references = 4096  # cached reference embeddings (a 512-d float32 each: 8 MB at most)
+
+    def __init__(self, ctx: RewardContext):
+        super().__init__(ctx)
+        self._refs: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._refs_lock = threading.Lock()
+
+    @staticmethod
+    def reference_codes(columns: Mapping[str, Any], n: int) -> list[list[int] | None]:
+        """Each item's reference codes, or None (no column, None, or an empty list)."""
+        values = columns.get("reference_codes")
+        if values is None:
+            return [None] * n
+        if len(values) != n:
+            raise StyleGRPOError(
+                f"reward 'speaker': column 'reference_codes' has {len(values)} values for {n} completions"
+            )
+        out: list[list[int] | None] = []
+        for v in values:
+            codes = v.tolist() if hasattr(v, "tolist") else v
+            out.append([int(c) for c in codes] if codes is not None and len(codes) > 0 else None)
+        return out
+
+    def not_applicable(self, batch: DecodedBatch, columns: Mapping[str, Any]) -> set[int]:
+        return {i for i, c in enumerate(self.reference_codes(columns, len(batch))) if c is None}
+
+    def reference_embedding(self, speaker_id: Any, codes: Sequence[int]) -> np.ndarray:
+        """The embedding of one reference (decoded from its codes), computed once per reference."""
+        key = (str(speaker_id or ""), len(codes), hash(tuple(codes)))
+        with self._refs_lock:
+            if key in self._refs:
+                self._refs.move_to_end(key)
+                return self._refs[key]
+        wav = self.ctx.cache.codec.decode([list(codes)], exact=self.ctx.cache.exact)[0]
+        emb = self.ctx.judges.speaker.embeddings([np.asarray(wav, dtype=np.float32)])[0]
+        with self._refs_lock:
+            self._refs[key] = emb
+            while len(self._refs) > self.max_references:
+                self._refs.popitem(last=False)
+        return emb
+
+    def score(self, batch: DecodedBatch, idx: list[int], columns: Mapping[str, Any]) -> Sequence[float]:
+        refs = self.reference_codes(columns, len(batch))
+        speakers = columns.get("speaker_id") or [None] * len(batch)
+        scored = [i for i in idx if refs[i] is not None]
+        out = dict.fromkeys(idx, self.minimum)  # items without a reference: None (not_applicable)
+        if scored:
+            gen = self.ctx.judges.speaker.embeddings([batch.wavs[i] for i in scored])
+            ref = np.stack([self.reference_embedding(speakers[i], refs[i]) for i in scored])
+            from stylegrpo.scorers.speaker import cosine
+
+            cos = cosine(gen, ref)
+            log_metric = columns.get("log_metric")
+            for i, c in zip(scored, cos, strict=True):
+                out[i] = (1.0 + float(c)) / 2.0
+                if log_metric is not None:
+                    log_metric(style_metric("speaker_similarity", batch.styles[i]), float(c))
+        return [out[i] for i in idx]
+
+
 REWARD_CLASSES: dict[str, type[AudioReward]] = {
     cls.name: cls
-    for cls in (StyleReward, StyleContrastiveReward, CerReward, WhisperNllReward, AcousticReward, CleanReward)
+    for cls in (
+        StyleReward,
+        StyleContrastiveReward,
+        CerReward,
+        WhisperNllReward,
+        AcousticReward,
+        CleanReward,
+        SpeakerReward,
+    )
 }
 REWARD_NAMES: tuple[str, ...] = tuple(REWARD_CLASSES)
 

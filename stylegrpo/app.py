@@ -289,11 +289,19 @@ def build_page(app: ListeningApp, *, title: str = "stylegrpo: listen") -> Any:
         with gr.Tab("Compare all styles"):
             speak_all = gr.Button("Speak in every style", variant="primary", elem_id="speak-all")
             all_outs = []
-            for s in app.catalog:
+            for i, s in enumerate(app.catalog):  # ids by position: style names are the user's text
                 with gr.Row():
                     gr.Markdown(f"**{s.name}**: {s.phrase}")
-                    all_outs.append(gr.Audio(label=f"{s.name}: base", interactive=False))
-                    all_outs.append(gr.Audio(label=f"{s.name}: {adapter_label}", interactive=False))
+                    all_outs.append(
+                        gr.Audio(label=f"{s.name}: base", interactive=False, elem_id=f"every-{i}-base")
+                    )
+                    all_outs.append(
+                        gr.Audio(
+                            label=f"{s.name}: {adapter_label}",
+                            interactive=False,
+                            elem_id=f"every-{i}-adapter",
+                        )
+                    )
             all_note = gr.Markdown(elem_id="all-note")
         speak.click(on_pair, [text, style, seed], [base_out, adapter_out, note], api_name="pair")
         speak_all.click(on_all, [text, seed], [*all_outs, all_note], api_name="every_style")

@@ -267,6 +267,15 @@ def test_the_page_plays_base_and_adapter_and_offers_only_catalog_styles(served, 
                 assert seen["src"] and seen["error"] is None, seen
                 assert np.isfinite(seen["duration"]) and seen["duration"] > 0, seen
             page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
+            # "Compare all styles": a row of players per catalog style, each of them playable
+            page.get_by_role("tab", name="Compare all styles").click()
+            page.click("#speak-all")
+            for i in range(len(listening.catalog)):
+                for model in ("base", "adapter"):
+                    seen = page.evaluate(_PLAYER_JS, [f"every-{i}-{model}", SYNTH_TIMEOUT_MS])
+                    assert seen["src"] and seen["error"] is None, (i, model, seen)
+                    assert np.isfinite(seen["duration"]) and seen["duration"] > 0, (i, model, seen)
+            page.screenshot(path=str(tmp_path / "every-style.png"), full_page=True)
             context.close()
         finally:
             chrome.close()

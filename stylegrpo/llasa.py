@@ -44,8 +44,10 @@ SPEECH_TOKEN_RE = re.compile(r"^<\|s_(\d+)\|>$")
 
 
 def speech_token(code: int) -> str:
-    """The token string of codec id ``code``: ``<|s_N|>``."""
-    return f"<|s_{code}|>"
+    """The token string of codec id ``code``: ``<|s_N|>`` (the format the prompt function emits)."""
+    from .styles import SPEECH_TOKEN_FORMAT
+
+    return SPEECH_TOKEN_FORMAT.format(code)
 
 
 # Sampling defaults of Llasa's own inference code (model card): do_sample, temperature 0.8, top_p 1.
@@ -159,6 +161,21 @@ def speech_tokens(tokenizer: Any) -> SpeechTokens:
         cached = SpeechTokens.from_tokenizer(tokenizer)
         tokenizer._stylegrpo_speech_tokens = cached
     return cached
+
+
+def check_reference_codes(tokenizer: Any, reference: Any, where: str = "") -> None:
+    """Refuse a reference (``styles.Reference``) holding a code that is not one of this policy's speech
+    tokens: rendered as ``<|s_N|>`` text it would not be one token but plain text in the prompt."""
+    if reference is None:
+        return
+    n = speech_tokens(tokenizer).num_codes
+    bad = next((c for c in reference.codes if c >= n), None)
+    if bad is not None:
+        prefix = f"{where}: " if where else ""
+        raise StyleGRPOError(
+            f"{prefix}reference code {bad} is outside this policy's {n} speech tokens <|s_0|>..<|s_{n - 1}|>: "
+            "the reference was encoded with another codec; encode it with the policy's own codec"
+        )
 
 
 def choose_pad_token(tokenizer: Any) -> str:

@@ -34,9 +34,9 @@ from .styles import Reference
 
 log = logging.getLogger(__name__)
 
-# Llasa's own voice-cloning demo (its Hugging Face Space and the servers built on it) cuts a reference at
-# 15 s; 15 s are 750 codes, which leaves 1,298 of the 2,048-token budget for the prompt text and the
-# new speech (about 25 s). Longer clips add no voice information, only prompt length.
+# Public Llasa voice-cloning servers (built on the model card's prompt code) cut a reference at 15 s;
+# 15 s are 750 codes, which leaves 1,298 of the 2,048-token budget for the prompt text and the new
+# speech (about 25 s). Longer clips add no voice information, only prompt length.
 MAX_REFERENCE_SECONDS = 15.0
 # Under a second of sound is a word or two: too little of a voice to continue in (and the budget check
 # would pass clips that carry no speaker at all).

@@ -13,7 +13,8 @@ from .errors import StyleGRPOError
 from .llasa import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, check_adapter_folder, check_adapter_styles
 from .outputs import atomic_output_dir, check_not_input, check_output_dir, check_output_wav, output_lock
 from .presets import add_model_arguments, preset_from_args, tune_cpu_threads
-from .styles import check_prompt_inputs, load_catalog
+from .reference import MAX_REFERENCE_SECONDS, MIN_REFERENCE_SECONDS
+from .styles import PromptInputError, check_prompt_inputs, control_marker_problem, load_catalog
 from .styles_cli import add_styles_argument, print_table
 from .texts import read_text_lines
 
@@ -41,6 +42,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--list-styles", action="store_true", help="list the catalog's styles and exit")
     parser.add_argument("--adapter", metavar="DIR", help="a LoRA adapter folder written by `stylegrpo train`")
+    parser.add_argument(
+        "--speaker",
+        metavar="WAV",
+        help=f"speak in the voice of this reference clip (any sample rate; silence trimmed; at least "
+        f"{MIN_REFERENCE_SECONDS:g} s of speech, at most {MAX_REFERENCE_SECONDS:g} s used); one reference for "
+        "every line with --input-file",
+    )
+    parser.add_argument(
+        "--speaker-text",
+        metavar="TEXT",
+        help="the words spoken in the --speaker clip (default: transcribed by the preset's ASR judge)",
+    )
     add_model_arguments(parser, overrides=("policy", "codec"))
     parser.add_argument(
         "--seed",
@@ -99,6 +112,14 @@ def _check_args(args: argparse.Namespace) -> None:
         raise StyleGRPOError(f"--top-k must be >= 0 (got {args.top_k})")
     if args.batch_size is not None and args.batch_size < 1:
         raise StyleGRPOError(f"--batch-size must be at least 1 (got {args.batch_size})")
+    if args.speaker_text is not None and not args.speaker:
+        raise StyleGRPOError("--speaker-text is the transcript of a --speaker clip; give --speaker WAV too")
+    if args.speaker_text is not None:
+        if not args.speaker_text.strip():
+            raise StyleGRPOError("--speaker-text is empty: give the words spoken in the reference clip")
+        problem = control_marker_problem(args.speaker_text)
+        if problem:
+            raise StyleGRPOError(f"--speaker-text: the reference transcript {problem}")
     if args.adapter:
         check_adapter_folder(args.adapter)  # named: a missing or broken adapter_config.json
 
@@ -144,6 +165,7 @@ def _run(args: argparse.Namespace) -> int:
         ("--styles", catalog.path),
         ("--policy", args.policy),
         ("--codec", args.codec),
+        ("--speaker", args.speaker),
     ]
     if output is not None:  # all checked before loading any model
         if output.suffix.lower() != ".wav":
@@ -152,6 +174,22 @@ def _run(args: argparse.Namespace) -> int:
         check_output_wav(output, args.overwrite)  # --overwrite replaces only a WAV file
     else:
         check_output_dir(args.output_dir, args.overwrite, inputs=inputs, option="--output-dir")
+
+    audio = None
+    if args.speaker:
+        from .reference import load_reference_audio
+
+        audio = load_reference_audio(
+            args.speaker
+        )  # unreadable, silent or too short: refused before any model
+        style_obj = catalog.get(args.style) if args.style is not None else None
+        if style_obj is not None and style_obj.identity:
+            # warned, not refused: the reference fixes the voice, the style may still carry pace or manner
+            print(
+                f"warning: style {args.style!r} names who speaks ({phrase!r}, identity: true in "
+                f"{catalog.path}); the reference voice {args.speaker} decides who speaks, so expect the "
+                "reference's voice with this style's manner at best"
+            )
 
     from .synth import Synthesizer
 
@@ -174,13 +212,20 @@ def _run(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         top_p=args.top_p,
         top_k=args.top_k,
+        encoder=audio is not None,
     )
-    clips = synth.synthesize(texts, [phrase] * len(texts), seed=args.seed)
+    reference = None
+    if audio is not None:
+        reference = _reference(args, catalog, preset, synth, audio, texts, phrase)
+    clips = synth.synthesize(
+        texts, [phrase] * len(texts), seed=args.seed, references=[reference] * len(texts)
+    )
     style = args.style or "(plain)"
     if output is not None:
         clip = clips[0]
         _write_wav_atomic(output, clip.wav)
-        print(f"wrote {output} ({clip.seconds:.2f} s, {len(clip.codes)} codes, style {style})")
+        voice = f", voice of {args.speaker}" if args.speaker else ""
+        print(f"wrote {output} ({clip.seconds:.2f} s, {len(clip.codes)} codes, style {style}{voice})")
         _warn_clip(clip)
         return 0
     width = max(4, len(str(len(clips))))
@@ -201,6 +246,8 @@ def _run(args: argparse.Namespace) -> int:
                     "seed": args.seed,
                     "preset": preset.name,
                     "adapter": os.fspath(args.adapter) if args.adapter else "",
+                    "speaker": os.fspath(args.speaker) if args.speaker else "",
+                    "speaker_text": reference.text if reference is not None else "",
                 }
             )
         with open(tmp / METADATA, "w", newline="", encoding="utf-8") as f:
@@ -214,6 +261,42 @@ def _run(args: argparse.Namespace) -> int:
     for i, clip in enumerate(clips, 1):
         _warn_clip(clip, f"line {i}: ")
     return 0
+
+
+def _reference(args, catalog, preset, synth, audio, texts, phrase):
+    """The reference speaker of ``--speaker``: transcribed when ``--speaker-text`` is not given, encoded by
+    the codec, and checked against Llasa's token budget with every text."""
+    from .llasa import check_reference_codes
+    from .reference import check_token_budget, transcribe_reference
+    from .speech_time import DEFAULT_SLOWEST_SYLLABLES_PER_SECOND, slowest_rate
+
+    if args.speaker_text is not None:
+        text = args.speaker_text.strip()
+    else:
+        from .scorers.asr import AsrScorer
+
+        print(f"transcribing the reference {args.speaker} with {preset.asr} (pass --speaker-text to skip)")
+        text = transcribe_reference(AsrScorer(preset.asr, device=synth.device), audio)
+        print(f"reference transcript: {text!r}")
+    reference = synth.encode_reference(audio, text)
+    check_reference_codes(synth.tokenizer, reference, f"--speaker {args.speaker}")
+    rate = (
+        slowest_rate(catalog.get(args.style))
+        if args.style is not None
+        else DEFAULT_SLOWEST_SYLLABLES_PER_SECOND
+    )
+    for number, line in enumerate(texts, 1):
+        where = f"--speaker {args.speaker}" + (
+            f" with text #{number} of --input-file" if args.input_file else ""
+        )
+        try:
+            prompt = catalog.template.render(line, phrase, reference)
+        except PromptInputError as e:
+            raise StyleGRPOError(f'--speaker {args.speaker}: {e}; pass --speaker-text "..."') from None
+        check_token_budget(synth.tokenizer, prompt, line, rate, where=where)
+    cut = f", cut to the first {MAX_REFERENCE_SECONDS:g} s" if audio.cut else ""
+    print(f"reference voice: {audio.seconds:.2f} s{cut}, {len(reference.codes)} codes")
+    return reference
 
 
 def _warn_clip(clip, prefix: str = "") -> None:

@@ -19,7 +19,7 @@ from .audio import SAMPLE_RATE
 from .errors import StyleGRPOError
 from .llasa import DEFAULT_TEMPERATURE, DEFAULT_TOP_K, DEFAULT_TOP_P, generate, load_policy
 from .presets import DEFAULT_PRESET, Preset, get_preset, resolve_device
-from .styles import Catalog, PromptTemplate
+from .styles import Catalog, PromptTemplate, Reference
 
 if TYPE_CHECKING:
     import torch
@@ -39,6 +39,7 @@ class Clip:
     prompt: list[dict[str, str]] = field(repr=False)  # the chat messages given to the policy
     text: str = ""
     description: str | None = None
+    reference: Reference | None = field(default=None, repr=False)  # the voice prompt (never in wav/codes)
 
     @property
     def seconds(self) -> float:
@@ -69,8 +70,10 @@ class Synthesizer:
         temperature: float = DEFAULT_TEMPERATURE,
         top_p: float = DEFAULT_TOP_P,
         top_k: int | None = DEFAULT_TOP_K,
+        encoder: bool = False,
     ):
         self.preset = get_preset(preset).with_overrides(policy=policy, codec=codec)
+        self.encoder = encoder  # load the codec's encoder too (reference speakers are encoded with it)
         self.device = resolve_device(device)
         self.adapter = adapter
         self.catalog = catalog
@@ -108,7 +111,7 @@ class Synthesizer:
         if self._codec is None:
             from .codec import Codec
 
-            self._codec = Codec.load(self.preset.codec, self.device)
+            self._codec = Codec.load(self.preset.codec, self.device, decode_only=not self.encoder)
             from .llasa import speech_tokens
 
             n_tok = speech_tokens(self.tokenizer).num_codes
@@ -132,13 +135,33 @@ class Synthesizer:
         with model.disable_adapter():
             yield
 
+    def encode_reference(self, audio: Any, text: str) -> Reference:
+        """The prompt reference of a prepared clip (``reference.ReferenceAudio``) and its transcript,
+        encoded by this synthesizer's codec (``Synthesizer(..., encoder=True)``)."""
+        from .reference import encode_reference
+
+        if not self.codec.can_encode:
+            raise StyleGRPOError("encode_reference() needs Synthesizer(..., encoder=True)")
+        return encode_reference(self.codec, audio, text)
+
     # -- synthesis
-    def prompts(self, texts: Sequence[str], descriptions: Sequence[str | None] | None = None) -> list:
+    def prompts(
+        self,
+        texts: Sequence[str],
+        descriptions: Sequence[str | None] | None = None,
+        references: Sequence[Reference | None] | None = None,
+    ) -> list:
         if descriptions is None:
             descriptions = [None] * len(texts)
-        if len(descriptions) != len(texts):
-            raise StyleGRPOError(f"{len(texts)} texts but {len(descriptions)} descriptions")
-        return [self.template.render(t, d) for t, d in zip(texts, descriptions, strict=True)]
+        if references is None:
+            references = [None] * len(texts)
+        if len(descriptions) != len(texts) or len(references) != len(texts):
+            raise StyleGRPOError(
+                f"{len(texts)} texts but {len(descriptions)} descriptions and {len(references)} references"
+            )
+        return [
+            self.template.render(t, d, r) for t, d, r in zip(texts, descriptions, references, strict=True)
+        ]
 
     def synthesize(
         self,
@@ -147,8 +170,12 @@ class Synthesizer:
         seed: int | None = 0,
         *,
         progress: bool | None = None,
+        references: Sequence[Reference | None] | None = None,
     ) -> list[Clip]:
         """Speak each text (in its description's style, or plainly when None); clips in input order.
+
+        ``references`` (one per text, or None) puts a reference speaker into each prompt: the model
+        continues after the reference's codes, and each clip's codes and audio are only what it generated.
 
         ``seed`` makes the result reproducible (same texts, descriptions, seed and batch size -> same
         audio); None samples freshly. ``progress`` None shows a bar when there are several batches.
@@ -159,9 +186,14 @@ class Synthesizer:
         for i, t in enumerate(texts):
             if not t or not t.strip():
                 raise StyleGRPOError(f"text #{i + 1} is empty: give words to speak")
-        prompts = self.prompts(texts, descriptions)
+        prompts = self.prompts(texts, descriptions, references)
         descs = list(descriptions) if descriptions is not None else [None] * len(texts)
+        refs = list(references) if references is not None else [None] * len(texts)
         model, tokenizer, codec = self.model, self.tokenizer, self.codec
+        from .llasa import check_reference_codes
+
+        for i, ref in enumerate(refs):
+            check_reference_codes(tokenizer, ref, f"text #{i + 1}" if len(refs) > 1 else "")
         clips: list[Clip] = []
         n = len(prompts)
         show = (n > self.batch_size) if progress is None else progress
@@ -180,10 +212,12 @@ class Synthesizer:
                 batch_size=self.batch_size,
                 progress=False,
             )
+            # only the generated codes: generate() returns the completion after the prompt, and a
+            # reference's codes are in the prompt
             wavs = codec.decode([g.codes for g in gens])
             for j, (g, wav) in enumerate(zip(gens, wavs, strict=True)):
                 i = start + j
-                clips.append(Clip(wav, g.codes, g.truncated, prompts[i], texts[i], descs[i]))
+                clips.append(Clip(wav, g.codes, g.truncated, prompts[i], texts[i], descs[i], refs[i]))
             bar.update(len(chunk))
         bar.close()
         n_trunc = sum(c.truncated for c in clips)

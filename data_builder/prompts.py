@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stylegrpo.styles import PromptTemplate
+from stylegrpo.styles import REFERENCE_SEPARATOR, PromptTemplate, Reference
 
 from .cleaning import nfkc_changes
 
@@ -67,9 +67,20 @@ class PromptRenderer:
         shapes = {tuple(s is None for _, _, s in parts) for parts in self._parts}
         return len(shapes) <= 1
 
-    def render(self, texts: pa.Array, desc_ids: np.ndarray) -> pa.Array:
-        """A list<struct<role, content>> array: the chat messages of each row."""
-        n = len(texts)
+    def render(
+        self,
+        texts: pa.Array,
+        desc_ids: np.ndarray,
+        ref_ids: np.ndarray | None = None,
+        references: list[Reference] | tuple[Reference, ...] = (),
+    ) -> pa.Array:
+        """A list<struct<role, content>> array: the chat messages of each row.
+
+        ``ref_ids`` (optional, one per row: an index into ``references``, or -1 for none) gives rows a
+        reference speaker: each row is then ``render(text, description, references[ref_ids[row]])``.
+        """
+        if ref_ids is not None and references:
+            return self._render_with_references(texts, desc_ids, np.asarray(ref_ids), list(references))
         if not self.vectorized:
             rows = [
                 self.template.render(t, self.descriptions[d])
@@ -77,6 +88,51 @@ class PromptRenderer:
             ]
             return pa.array(rows, PROMPT_TYPE)
         self._check_texts(texts, desc_ids)
+        return self._assemble(texts, desc_ids)
+
+    def _render_with_references(
+        self, texts: pa.Array, desc_ids: np.ndarray, ref_ids: np.ndarray, references: list[Reference]
+    ) -> pa.Array:
+        """Rows with a reference: its transcript and REFERENCE_SEPARATOR before the text, its speech tokens
+        after the last message's opening; checked against ``render`` for every reference first (and the
+        rows that could break the prompt rule rendered by ``render`` itself), else rendered row by row."""
+        if len(ref_ids) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(ref_ids)} reference ids")
+        has = ref_ids >= 0
+        if not self.vectorized or not all(self._reference_ok(r) for r in references):
+            rows = [
+                self.template.render(t, self.descriptions[d], references[r] if r >= 0 else None)
+                for t, d, r in zip(texts.to_pylist(), desc_ids, ref_ids, strict=True)
+            ]
+            return pa.array(rows, PROMPT_TYPE)
+        self._check_texts(texts, desc_ids, ref_ids, references)
+        safe = pa.array(np.where(has, ref_ids, 0))
+        before = pa.array([r.text + REFERENCE_SEPARATOR for r in references], pa.string()).take(safe)
+        spoken = pc.if_else(pa.array(has), pc.binary_join_element_wise(before, texts, ""), texts)
+        speech = pc.if_else(
+            pa.array(has), pa.array([r.speech for r in references], pa.string()).take(safe), ""
+        )
+        return self._assemble(spoken, desc_ids, speech)
+
+    def _reference_ok(self, reference: Reference) -> bool:
+        """``render`` with this reference is the plain substitution of transcript + separator + text, and the
+        speech tokens appended to the last message (raises for a transcript the prompt rule refuses)."""
+        for parts in self._parts:
+            for probe in _PROBES[:2]:
+                want = _fill(parts, reference.text + REFERENCE_SEPARATOR + probe)
+                want[-1]["content"] += reference.speech
+                description = self.descriptions[self._parts.index(parts)]
+                if self.template.render(probe, description, reference) != want:
+                    return False
+            break  # the descriptions share one shape (_consistent); the first stands for all
+        return True
+
+    def _assemble(
+        self, texts: pa.Array, desc_ids: np.ndarray, last_suffix: pa.Array | None = None
+    ) -> pa.Array:
+        """The vectorized messages: per message, the description's prefix + text + suffix (and, for the
+        last message, ``last_suffix`` per row)."""
+        n = len(texts)
         n_messages = len(self._parts[0]) if self._parts else 0
         ids = pa.array(desc_ids)
         roles, contents = [], []
@@ -89,6 +145,8 @@ class PromptRenderer:
             else:
                 suffix = pa.array(["" if s is None else s for s in suffix_values], pa.string()).take(ids)
                 content = pc.binary_join_element_wise(prefix, texts, suffix, "")
+            if last_suffix is not None and m == n_messages - 1:
+                content = pc.binary_join_element_wise(content, last_suffix, "")
             roles.append(role)
             contents.append(content)
         order = pa.array((np.arange(n)[:, None] + n * np.arange(n_messages)[None, :]).ravel())
@@ -99,7 +157,13 @@ class PromptRenderer:
         offsets = pa.array(np.arange(0, n * n_messages + 1, n_messages, dtype=np.int32))
         return pa.ListArray.from_arrays(offsets, values, type=PROMPT_TYPE)
 
-    def _check_texts(self, texts: pa.Array, desc_ids: np.ndarray) -> None:
+    def _check_texts(
+        self,
+        texts: pa.Array,
+        desc_ids: np.ndarray,
+        ref_ids: np.ndarray | None = None,
+        references: list[Reference] | None = None,
+    ) -> None:
         """``render``'s prompt rule (no control token from a text) for the vectorized rows: every row that
         could break it is rendered by ``render`` itself, which raises. A text can only hold a marker (also
         as a tokenizer normalises it) when it has a '<', '|' or '>', or when NFKC changes it; cleaning
@@ -107,7 +171,8 @@ class PromptRenderer:
         marked = pc.fill_null(pc.match_substring_regex(texts, "[<|>]"), False).to_numpy(zero_copy_only=False)
         suspect = marked | nfkc_changes(texts)  # NFKC only where it can change something
         for i in np.flatnonzero(suspect):
-            self.template.render(texts[int(i)].as_py(), self.descriptions[desc_ids[i]])
+            ref = references[ref_ids[i]] if ref_ids is not None and references and ref_ids[i] >= 0 else None
+            self.template.render(texts[int(i)].as_py(), self.descriptions[desc_ids[i]], ref)
 
 
 def _fill(parts: list[tuple[str, str, str | None]], text: str) -> list[dict[str, str]]:

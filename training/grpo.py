@@ -242,8 +242,18 @@ def as_text_prompts(dataset: Any, tokenizer: Any) -> Any:
     trained on, nor the one ``say`` and eval use. A string prompt is tokenized as is, so training sees
     exactly the inference prompt (both come from the catalog's one template via ``llasa.prompt_text``).
     """
-    from stylegrpo.llasa import prompt_text
+    from stylegrpo.llasa import prompt_text, speech_tokens
 
+    if "reference_codes" in dataset.column_names:
+        # a reference code outside the policy's speech tokens would be plain text in the prompt
+        n = speech_tokens(tokenizer).num_codes
+        for row, codes in enumerate(dataset["reference_codes"]):
+            if codes and max(codes) >= n:
+                raise StyleGRPOError(
+                    f"dataset row {row}: column 'reference_codes' holds code {max(codes)}, outside this policy's "
+                    f"{n} speech tokens: the references were encoded with another codec; rebuild the dataset "
+                    "with the policy's own codec"
+                )
     return dataset.map(
         lambda row: {"prompt": prompt_text(tokenizer, row["prompt"])},
         desc="rendering prompts",

@@ -12,7 +12,12 @@ folder, split, row (counted from 0, as ``dataset[row]``) and column named:
   another catalog (or edited by hand) trains other styles than the catalog, ``say`` and eval name;
 * a ``prompt`` that differs from ``PromptTemplate.render(text, description)`` of the catalog: the dataset
   was built with another template or catalog;
-* a text or description that the prompt rule refuses (it could put a control token into the prompt).
+* a text or description that the prompt rule refuses (it could put a control token into the prompt);
+* a reference speaker (optional columns ``reference_text``, ``reference_codes``; empty or None = none)
+  that is half given (a transcript without codes or codes without a transcript), holds codes that are
+  not ints in the codebook, or whose transcript the prompt rule refuses; the ``prompt`` must then be
+  ``render(text, description, Reference(reference_text, reference_codes))``. An identity style (one that
+  names who speaks, ``identity: true``) paired with a reference is allowed but logged as a warning.
 
 The fix is always the same: rebuild the dataset with ``stylegrpo build`` for this catalog, or pass the
 styles file the dataset was built with (``--styles FILE``).
@@ -20,11 +25,15 @@ styles file the dataset was built with (``--styles FILE``).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from stylegrpo.errors import StyleGRPOError, quote
-from stylegrpo.styles import PromptInputError
+from stylegrpo.styles import PromptInputError, Reference, ReferenceInputError
+
+log = logging.getLogger(__name__)
+REFERENCE_COLUMNS = ("reference_text", "reference_codes")  # a reference speaker (issue 14); optional
 
 FIX = "rebuild it with `stylegrpo build`, or pass the styles file it was built with (--styles FILE)"
 
@@ -57,9 +66,23 @@ def check_prompt_rows(dataset: Any, catalog: Any, folder: Path, split: str) -> N
     check_prompt_column_type(dataset, folder, split)
     where = f"{folder}: split {split!r}"
     known = {s.name: set(s.descriptions) for s in catalog}
-    columns = dataset.select_columns(["prompt", "text", "style", "description"]).to_dict()
-    rows = zip(columns["prompt"], columns["text"], columns["style"], columns["description"], strict=True)
-    for row, (prompt, text, style, description) in enumerate(rows):
+    identity = {s.name for s in catalog if getattr(s, "identity", False)}
+    present = [c for c in REFERENCE_COLUMNS if c in dataset.column_names]
+    columns = dataset.select_columns(["prompt", "text", "style", "description", *present]).to_dict()
+    n = len(columns["prompt"])
+    ref_texts = columns.get("reference_text") or [None] * n
+    ref_codes = columns.get("reference_codes") or [None] * n
+    identity_with_reference = 0
+    rows = zip(
+        columns["prompt"],
+        columns["text"],
+        columns["style"],
+        columns["description"],
+        ref_texts,
+        ref_codes,
+        strict=True,
+    )
+    for row, (prompt, text, style, description, ref_text, codes) in enumerate(rows):
         at = f"{where} row {row}"
         if not isinstance(text, str) or not text.strip():
             raise StyleGRPOError(f"{at}: column 'text' is empty (nothing to speak); {FIX}")
@@ -78,14 +101,34 @@ def check_prompt_rows(dataset: Any, catalog: Any, folder: Path, split: str) -> N
                 f"descriptions in {catalog.path}; {FIX}"
             )
         try:
-            expected = catalog.template.render(text, description)
+            reference = Reference.from_columns(ref_text, codes)
+        except ReferenceInputError as e:
+            raise StyleGRPOError(f"{at}: columns 'reference_text'/'reference_codes': {e}; {FIX}") from None
+        if reference is not None and style in identity:
+            identity_with_reference += 1
+        try:
+            if reference is not None:
+                catalog.template.render("x", None, reference)  # names the reference when it is the problem
+        except PromptInputError as e:
+            raise StyleGRPOError(f"{at}: column 'reference_text': {e}") from None
+        try:
+            expected = catalog.template.render(text, description, reference)
         except PromptInputError as e:
             raise StyleGRPOError(f"{at}: column 'text': {e}") from None
         if not _same_messages(prompt, expected):
             raise StyleGRPOError(
                 f"{at}: column 'prompt' is not what the catalog's prompt template ({catalog.path}) renders for "
-                f"the row's text and description (the dataset was built with another template or catalog); {FIX}"
+                f"the row's text and description{' and reference' if reference is not None else ''} (the dataset "
+                f"was built with another template or catalog); {FIX}"
             )
+    if identity_with_reference:
+        log.warning(
+            "%s: %d row(s) pair a reference speaker with a style that names who speaks (identity: true in %s): "
+            "the reference's voice contradicts such a style",
+            where,
+            identity_with_reference,
+            catalog.path,
+        )
 
 
 def _same_messages(prompt: Any, expected: list[dict[str, str]]) -> bool:

@@ -151,6 +151,7 @@ def audit_judge(
             row["verdict"] = (
                 f"judge {name} does not score `{style}` (nothing in the catalog for it to measure)"
             )
+            row["verdict_kind"] = NOT_SCORED
             per_style[style] = row
             continue
         col = s[:, j]
@@ -181,6 +182,7 @@ def audit_judge(
             flat=flat,
         )
         row["verdict"] = verdict(name, style, row)
+        row["verdict_kind"] = verdict_kind(row)
         per_style[style] = row
 
     scored = [st for st in styles if per_style[st]["applies"] and per_style[st]["n_clips"]]
@@ -198,12 +200,38 @@ def audit_judge(
     }
 
 
+SEPARATES, WEAK, CONFUSED, NOT_SEPARATED, NOT_SCORED, NO_DATA = (
+    "separates",
+    "weak",
+    "confused",
+    "not_separated",
+    "not_scored",
+    "no_data",
+)  # the kinds of verdict (``verdict_kind``): colours in the report, filters in scripts
+
+
+def verdict_kind(row: Mapping[str, Any]) -> str:
+    """Which verdict an ``audit_judge`` row gets (one of the kinds above)."""
+    if not row.get("applies", True):
+        return NOT_SCORED
+    auc = row["auc"]
+    if row["n_clips"] == 0 or not math.isfinite(auc):
+        return NO_DATA
+    least_auc = row.get("least_separated_auc", math.nan)
+    if row.get("least_separated") is not None and math.isfinite(least_auc) and least_auc < CONFUSED_AUC:
+        return CONFUSED
+    if auc >= SEPARATES_AUC:
+        return SEPARATES
+    return WEAK if auc >= CONFUSED_AUC else NOT_SEPARATED
+
+
 def verdict(judge: str, style: str, row: Mapping[str, Any]) -> str:
     """One line on how well ``judge`` sees ``style`` (from an ``audit_judge`` row)."""
     auc, n = row["auc"], row["n_clips"]
+    kind = verdict_kind(row)
     if n == 0:
         return f"judge {judge}: no clips of `{style}` to judge"
-    if not math.isfinite(auc):
+    if kind == NO_DATA:
         return f"judge {judge}: no clips of other styles (or no finite scores) to compare `{style}` with"
     few = (
         f" (only {n} clip{'s' if n != 1 else ''}: too few for a firm verdict)"
@@ -217,14 +245,14 @@ def verdict(judge: str, style: str, row: Mapping[str, Any]) -> str:
         else ""
     )
     least, least_auc = row.get("least_separated"), row.get("least_separated_auc", math.nan)
-    if least is not None and math.isfinite(least_auc) and least_auc < CONFUSED_AUC:
+    if kind == CONFUSED:
         return (
             f"judge {judge} cannot tell `{style}` from `{least}` (pairwise AUC {least_auc:.2f}, overall "
             f"{auc:.2f}): consider merging, rewording, or acoustic targets{few}{flat}"
         )
-    if auc >= SEPARATES_AUC:
+    if kind == SEPARATES:
         return f"judge {judge} separates this style: AUC {auc:.2f}{few}{flat}"
-    if auc >= CONFUSED_AUC:
+    if kind == WEAK:
         return f"judge {judge} separates `{style}` only weakly: AUC {auc:.2f}{few}{flat}"
     return (
         f"judge {judge} does not separate `{style}` from the other styles: AUC {auc:.2f}; consider "
@@ -316,4 +344,5 @@ __all__ = [
     "spread",
     "top1_shares",
     "verdict",
+    "verdict_kind",
 ]

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("stylegrpo.training.cli", "train one LoRA for all styles with GRPO"),
     "eval": ("stylegrpo.eval.cli", "score base and adapter per style and write a report"),
     "say": ("stylegrpo.say", "synthesize speech in a style"),
+    "audit": ("stylegrpo.eval.audit_cli", "how well each style judge sees each style: AUC, accuracy, report"),
     "app": ("stylegrpo.app", "a local page to hear base and adapter side by side, in any style"),
 }
 

@@ -22,6 +22,7 @@ from stylegrpo.speech_time import slowest_rates, speech_seconds
 from stylegrpo.styles import Catalog, Style, load_catalog
 
 from . import card, cleaning, pairing, writer
+from . import speakers as speakers_mod
 from .cleaning import CODE_REASON, DUPLICATE, KEEP, TOO_LONG_TO_SPEAK, CleanOptions, HashSet64
 from .corpora import (
     HF_PREFIX,
@@ -63,6 +64,10 @@ class BuildConfig:
     overwrite: bool = False
     command: str | None = None  # the command line, recorded in the card
     progress: bool | None = None  # tqdm: None = only on a terminal
+    speakers: str | None = None  # folder of reference clips + metadata.csv (data_builder/speakers.py)
+    test_speakers: float = speakers_mod.DEFAULT_TEST_SPEAKERS  # share of speakers held out for test only
+    codec: str | None = None  # codec that encodes the references (None: the default preset's XCodec2)
+    device: str = "auto"  # where the codec encodes (auto: a CUDA GPU when there is one)
 
 
 @dataclass
@@ -204,8 +209,13 @@ class _SplitSink:
         seed: int,
         labels: pa.Array,
         background: BackgroundWrites,
+        references: speakers_mod.ReferencePairer | None = None,
     ):
-        self.writer = SplitWriter(folder, split, background=background)
+        schema = writer.SCHEMA if references is None else writer.SPEAKER_SCHEMA
+        self.writer = SplitWriter(folder, split, background=background, schema=schema)
+        self.references = references
+        self._identity = np.array([bool(getattr(s, "identity", False)) for s in styles], dtype=bool)
+        self.reference_rows = 0
         self.pairer = pairing.Pairer(mode, [len(s.descriptions) for s in styles], seed, split)
         self.stats = SplitStats(split, [s.name for s in styles])
         self.renderer = renderer
@@ -229,13 +239,22 @@ class _SplitSink:
         desc_idx = self._desc_offset[style_idx] + desc_local
         ti = pa.array(text_idx, pa.int64())
         texts = kept.text.take(ti) if len(text_idx) != len(kept) else kept.text
+        ref_columns = None
+        if self.references is not None:  # identity styles: -1 (no reference); others balanced over speakers
+            ref_idx = self.references.assign(self._identity[style_idx])
+            prompt = self.renderer.render(texts, desc_idx, ref_idx, self.references.prompt_references)
+            ref_columns = self.references.columns(ref_idx)
+            self.reference_rows += int((ref_idx >= 0).sum())
+        else:
+            prompt = self.renderer.render(texts, desc_idx)
         table = make_table(
-            self.renderer.render(texts, desc_idx),
+            prompt,
             texts,
             self._style_names.take(pa.array(style_idx)),
             self._desc_texts.take(pa.array(desc_idx)),
             self.labels.take(pa.array(kept.src[text_idx])),
             kept.line[text_idx],
+            ref_columns,
         )
         self.writer.write(table)
         self.stats.add_rows(style_idx)
@@ -249,6 +268,8 @@ def build_inputs(config: BuildConfig, catalog: Catalog) -> list[tuple[str, str |
     corpora = config.corpora or [str(default_corpus_path())]
     inputs: list[tuple[str, str | None]] = [("--corpus", c) for c in corpora if not c.startswith(HF_PREFIX)]
     inputs.append(("--styles", str(catalog.path) if catalog.path is not None else config.styles))
+    if config.speakers:
+        inputs.append(("--speakers", config.speakers))
     return inputs
 
 
@@ -268,6 +289,7 @@ def build_dataset(config: BuildConfig) -> BuildResult:
         raise StyleGRPOError(f"--max-seconds must be above 0 (got {config.max_seconds})")
     inputs = build_inputs(config, catalog)
     check_output_dir(config.out, config.overwrite, inputs=inputs, option="--out")  # fail before reading
+    references = _reference_pairers(config, test_size)  # encodes the clips: before anything is written
     if config.corpora:
         sources = resolve_sources(config.corpora)
     else:
@@ -284,12 +306,37 @@ def build_dataset(config: BuildConfig) -> BuildResult:
     with tqdm(total=total_bytes or None, unit="B", unit_scale=True, desc="reading", disable=disable) as bar:
         reader = Reader(sources, config.read, advance=bar.update)
         with atomic_output_dir(config.out, config.overwrite, command="build", inputs=inputs) as tmp:
-            result = _build_into(tmp, config, styles, renderer, reader, test_size)
+            result = _build_into(tmp, config, styles, renderer, reader, test_size, references)
             card.write_card(tmp, config, catalog, result)
     result.out = Path(config.out)
     result.seconds = time.perf_counter() - start
     log.info("built %s in %.1f s", config.out, result.seconds)
     return result
+
+
+def _reference_pairers(
+    config: BuildConfig, test_size: float | int
+) -> dict[str, speakers_mod.ReferencePairer]:
+    """``--speakers``: the clips read and encoded once, the speakers split (held out for test), one pairer
+    per split (data_builder/speakers.py has the rule). Empty without ``--speakers``."""
+    if not config.speakers:
+        return {}
+    rows = speakers_mod.read_metadata(config.speakers)  # a bad folder fails before the codec loads
+    from stylegrpo.codec import Codec
+    from stylegrpo.presets import DEFAULT_PRESET, get_preset
+
+    spec = config.codec or get_preset(DEFAULT_PRESET).codec
+    clips = speakers_mod.load_speakers(  # every clip is checked before the codec loads
+        config.speakers, lambda: Codec.load(spec, config.device, decode_only=False), rows
+    )
+    ids = [c.speaker_id for c in clips]
+    held = config.test_speakers if test_size else 0.0  # no test split: nothing to hold out
+    train, test = speakers_mod.split_speakers(ids, held, config.seed)
+    log.info("reference speakers: %d for train, %d for test", len(train), len(test))
+    out = {"train": speakers_mod.ReferencePairer(clips, train, config.seed, "train")}
+    if test_size:
+        out["test"] = speakers_mod.ReferencePairer(clips, test, config.seed, "test")
+    return out
 
 
 def _build_into(
@@ -299,17 +346,37 @@ def _build_into(
     renderer: PromptRenderer,
     reader: Reader,
     test_size: float | int,
+    references: dict[str, speakers_mod.ReferencePairer] | None = None,
 ) -> BuildResult:
+    references = references or {}
     labels = pa.array([s.label for s in reader.sources], pa.string())
     train_mode = config.pairing
     test_mode = config.test_pairing or config.pairing
     background = BackgroundWrites()
     sinks = {
-        "train": _SplitSink("train", folder, train_mode, styles, renderer, config.seed, labels, background)
+        "train": _SplitSink(
+            "train",
+            folder,
+            train_mode,
+            styles,
+            renderer,
+            config.seed,
+            labels,
+            background,
+            references.get("train"),
+        )
     }
     if test_size:
         sinks["test"] = _SplitSink(
-            "test", folder, test_mode, styles, renderer, config.seed, labels, background
+            "test",
+            folder,
+            test_mode,
+            styles,
+            renderer,
+            config.seed,
+            labels,
+            background,
+            references.get("test"),
         )
     try:
         return _stream(sinks, config, styles, reader, test_size)

@@ -8,7 +8,7 @@ from pathlib import Path
 from stylegrpo import argtypes
 from stylegrpo.styles_cli import add_styles_argument
 
-from . import cleaning, pairing, segment
+from . import cleaning, pairing, segment, speakers
 from .build import DEFAULT_SEED, DEFAULT_TEST_SIZE, BuildConfig, build_dataset, push_to_hub
 from .card import command_line
 from .cleaning import CleanOptions
@@ -96,6 +96,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"seed of the split and the pairing, 0 to {argtypes.MAX_SEED} (default: %(default)s)",
     )
 
+    spk = parser.add_argument_group("reference speakers (the voice each prompt continues in)")
+    spk.add_argument(
+        "--speakers",
+        default=None,
+        metavar="DIR",
+        help="a folder of reference clips with metadata.csv (file_name, text[, speaker_id]): every row of a "
+        "non-identity style gets a reference voice, balanced over the speakers, seeded (README: build)",
+    )
+    spk.add_argument(
+        "--test-speakers",
+        type=float,
+        default=speakers.DEFAULT_TEST_SPEAKERS,
+        metavar="F",
+        help="share of the speakers held out for the test split only (at least one; 0: the splits share "
+        "every speaker; default: %(default)s)",
+    )
+    spk.add_argument(
+        "--codec",
+        default=None,
+        metavar="SPEC",
+        help="codec that encodes the references: hub id, folder or tiny:xcodec2 (default: the llasa-1b "
+        "preset's XCodec2; it must be the codec of the model you train)",
+    )
+    spk.add_argument(
+        "--device",
+        default="auto",
+        help="device the codec encodes on: auto, cpu, cuda or cuda:N (default: auto)",
+    )
+
     clean = parser.add_argument_group(
         "cleaning (defaults fit Llasa's 2048-token budget; see the dataset card)"
     )
@@ -171,6 +200,10 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         ),
         max_texts=args.max_texts,
         overwrite=args.overwrite,
+        speakers=args.speakers,
+        test_speakers=args.test_speakers,
+        codec=args.codec,
+        device=args.device,
     )
     config.command = command_line(config)
     return config

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,6 +33,15 @@ SCHEMA = pa.schema(
         ("line", pa.int64()),  # 1-based line (text files) or row (tables, datasets) in that corpus
     ]
 )
+
+
+# With `build --speakers`: the reference voice of each row (data_builder/speakers.py), empty for none
+REFERENCE_FIELDS = [
+    ("reference_text", pa.string()),  # the words spoken in the reference clip ("" : no reference)
+    ("reference_codes", pa.list_(pa.int32())),  # its XCodec2 codes (empty: no reference)
+    ("speaker_id", pa.string()),  # who speaks in it ("" : no reference)
+]
+SPEAKER_SCHEMA = pa.schema([*SCHEMA, *(pa.field(n, t) for n, t in REFERENCE_FIELDS)])
 
 
 def split_file(split: str) -> str:
@@ -79,8 +89,10 @@ class SplitWriter:
         split: str,
         row_group_rows: int | None = None,  # None: ROW_GROUP_ROWS
         background: BackgroundWrites | None = None,
+        schema: pa.Schema = SCHEMA,  # SPEAKER_SCHEMA with reference columns
     ):
         self.path = folder / split_file(split)
+        self.schema = schema
         self.row_group_rows = row_group_rows or ROW_GROUP_ROWS
         self.rows = 0
         self._writer: pq.ParquetWriter | None = None
@@ -106,7 +118,7 @@ class SplitWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = pq.ParquetWriter(
                 self.path,
-                SCHEMA,
+                self.schema,
                 compression=COMPRESSION,
                 use_dictionary=DICTIONARY_COLUMNS,
                 write_statistics=STATISTICS_COLUMNS,
@@ -146,7 +158,10 @@ def make_table(
     description: pa.Array,
     source: pa.Array,
     line: np.ndarray,
+    references: Sequence[pa.Array] | None = None,
 ) -> pa.Table:
-    return pa.Table.from_arrays(
-        [prompt, text, style, description, source, pa.array(line, pa.int64())], schema=SCHEMA
-    )
+    """The rows' table; ``references``: the REFERENCE_FIELDS columns (SPEAKER_SCHEMA), None for SCHEMA."""
+    columns = [prompt, text, style, description, source, pa.array(line, pa.int64())]
+    if references is None:
+        return pa.Table.from_arrays(columns, schema=SCHEMA)
+    return pa.Table.from_arrays([*columns, *references], schema=SPEAKER_SCHEMA)

@@ -14,7 +14,7 @@ from stylegrpo.styles import Catalog
 
 from .cleaning import CHARS_PER_SECOND, LLASA_MAX_TOKENS, REASONS, worst_case_tokens
 from .corpora import ReadOptions
-from .writer import SCHEMA, SPEAKER_SCHEMA
+from .writer import SCHEMA, split_file
 
 if TYPE_CHECKING:
     from .build import BuildConfig, BuildResult
@@ -28,9 +28,6 @@ _COLUMN_DOCS = {
     "description": "the style paraphrase in this prompt (the reference of the style reward)",
     "source": "the corpus the text came from",
     "line": "1-based line (text files) or row (tables, datasets) in that corpus; for paragraphs, where it starts",
-    "reference_text": "(`--speakers`) the words spoken in the row's reference clip; empty: no reference voice",
-    "reference_codes": "(`--speakers`) the reference clip's XCodec2 codes (the voice the prompt continues in)",
-    "speaker_id": "(`--speakers`) who speaks in the reference clip; test rows use held-out speakers",
 }
 
 
@@ -63,10 +60,6 @@ def command_line(config: BuildConfig) -> str:
         args += ["--max-texts", str(config.max_texts)]
     if r.strict:
         args.append("--strict")
-    if getattr(config, "speakers", None):
-        args += ["--speakers", str(config.speakers), "--test-speakers", f"{config.test_speakers:g}"]
-        if config.codec:
-            args += ["--codec", config.codec]
     return shlex.join(args)
 
 
@@ -80,13 +73,73 @@ def _fmt(x: float | None, digits: int = 1) -> str:
     return "-" if x is None else f"{x:.{digits}f}".rstrip("0").rstrip(".")
 
 
-def render_card(config: BuildConfig, catalog: Catalog, result: BuildResult) -> str:
+# the Hub's size buckets (its `size_categories` values): upper bounds in rows
+SIZE_CATEGORIES = [
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+    (100_000_000, "10M<n<100M"),
+]
+EMBEDDED_CORPUS_LANGUAGE = "en"  # the embedded corpus: original English sentences
+EMBEDDED_CORPUS_LICENSE = "apache-2.0"  # written for stylegrpo, under its license
+
+
+def size_category(rows: int) -> str:
+    return next((name for bound, name in SIZE_CATEGORIES if rows < bound), "n>100M")
+
+
+def hub_data_meta(folder: Path, splits: list[str]) -> dict[str, object]:
+    """``configs`` (the data files of each split) and ``dataset_info`` (features, rows and bytes per split) of
+    the written parquet files, as the Hub and ``datasets.load_dataset`` read them.
+
+    ``dataset_info`` is not only for display: with declared ``configs``, ``datasets`` caches a local folder
+    under a key made of the card's metadata, not of the files' dates, so the row counts and byte sizes here
+    are what makes a rebuilt folder load its new rows (tests/test_cards.py rebuilds and reloads).
+    """
+    import pyarrow.parquet as pq
+    from datasets import DatasetInfo, Features, SplitDict, SplitInfo
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCardData
+
+    infos, files, schema = SplitDict(), [], None
+    download = 0
+    for split in splits:
+        path = folder / split_file(split)
+        meta = pq.ParquetFile(path).metadata
+        schema = schema or pq.read_schema(path)
+        nbytes = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        infos.add(SplitInfo(name=split, num_bytes=nbytes, num_examples=meta.num_rows))
+        files.append({"split": split, "path": split_file(split)})
+        download += path.stat().st_size
+    info = DatasetInfo(
+        features=Features.from_arrow_schema(schema),
+        splits=infos,
+        download_size=download,
+        dataset_size=sum(i.num_bytes for i in infos.values()),
+    )
+    card_data = DatasetCardData()
+    DatasetInfosDict({"default": info}).to_dataset_card_data(card_data)
+    return {
+        "configs": [{"config_name": "default", "data_files": files}],
+        "dataset_info": card_data["dataset_info"],
+    }
+
+
+def render_card(
+    config: BuildConfig, catalog: Catalog, result: BuildResult, data_meta: dict[str, object] | None = None
+) -> str:
+    """``data_meta``: :func:`hub_data_meta` of the written files (``write_card`` passes it)."""
     splits = result.splits
-    # No `configs:` here on purpose: `datasets` maps data/{split}-00000-of-00001.parquet to splits by itself,
-    # and declared patterns make its cache key ignore the files (a rebuilt folder would load stale rows).
+    embedded = not config.corpora  # the embedded corpus alone: its language and license are known
     meta = {
         "task_categories": ["text-to-speech"],
+        **({"language": [EMBEDDED_CORPUS_LANGUAGE], "license": EMBEDDED_CORPUS_LICENSE} if embedded else {}),
+        "size_categories": [size_category(sum(s.rows for s in splits.values()))],
+        "pretty_name": "stylegrpo prompt dataset",
         "tags": ["stylegrpo", "llasa", "grpo", "speaking-style"],
+        **(data_meta or {}),
     }
     parts = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", ""]
     total_rows = sum(s.rows for s in splits.values())
@@ -108,11 +161,7 @@ def render_card(config: BuildConfig, catalog: Catalog, result: BuildResult) -> s
         "## Columns",
         "",
         _table(
-            ["column", "type", "meaning"],
-            [
-                [f.name, f"`{f.type}`", _COLUMN_DOCS[f.name]]
-                for f in (SPEAKER_SCHEMA if getattr(config, "speakers", None) else SCHEMA)
-            ],
+            ["column", "type", "meaning"], [[f.name, f"`{f.type}`", _COLUMN_DOCS[f.name]] for f in SCHEMA]
         ),
         "",
         "## Rows per style and split",
@@ -202,8 +251,31 @@ def render_card(config: BuildConfig, catalog: Catalog, result: BuildResult) -> s
         "",
         f"Built with stylegrpo {__version__}. The same corpora, catalog, options and seed give identical files.",
         "",
+        "## Train on it",
+        "",
+        "```bash",
+        train_command(config),
+        "```",
+        "",
     ]
+    if not embedded:
+        parts += [
+            "Language and license are not declared in this card's metadata: the corpora are yours. Add "
+            "`language:` and `license:` to the YAML header before pushing it to the Hub.",
+            "",
+        ]
     return "\n".join(parts)
+
+
+TRAIN_RECIPE = "llasa-1b-24gb"  # the bundled recipe for one 24 GB GPU (stylegrpo train --list-recipes)
+
+
+def train_command(config: BuildConfig) -> str:
+    """The `stylegrpo train` command that trains on this dataset (with the catalog it was built with)."""
+    args = ["stylegrpo", "train", "--config", TRAIN_RECIPE, "--dataset_path", str(config.out)]
+    if config.styles:
+        args += ["--styles", str(config.styles)]
+    return shlex.join([*args, "--output-dir", f"runs/{Path(config.out).name}"])
 
 
 def _escape(s: str) -> str:
@@ -212,5 +284,6 @@ def _escape(s: str) -> str:
 
 def write_card(folder: Path, config: BuildConfig, catalog: Catalog, result: BuildResult) -> Path:
     path = folder / CARD_NAME
-    path.write_text(render_card(config, catalog, result), encoding="utf-8")
+    text = render_card(config, catalog, result, hub_data_meta(folder, list(result.splits)))
+    path.write_text(text, encoding="utf-8")
     return path

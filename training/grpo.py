@@ -45,6 +45,13 @@ class ScriptArguments:
         default=DEFAULT_DATASET,
         metadata={"help": "prompt dataset folder written by `stylegrpo build` (parquet, train/test splits)"},
     )
+    dataset_hub_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "the prompt dataset's Hugging Face repo id (e.g. what `build --push-to-hub` uploaded), for the "
+            "model card's `datasets:` metadata; None: not declared (a local folder has no hub id)"
+        },
+    )
     dataset_train_split: str = field(default="train", metadata={"help": "split to train on"})
     max_train_samples: int | None = field(
         default=None, metadata={"help": "use only the first N training prompts (quick runs); None = all"}
@@ -454,6 +461,7 @@ def build_trainer(
         "training_args": training_args,
         "model_args": model_args,
         "dataset_path": script_args.dataset_path,
+        "dataset_hub_id": script_args.dataset_hub_id,
         "dataset_counts": dict(sorted(Counter(train["style"]).items())),
     }
     return TrainingRun(trainer, ctx, metrics_cb, out, resume, info)

@@ -14,7 +14,7 @@ from stylegrpo.styles import Catalog
 
 from .cleaning import CHARS_PER_SECOND, LLASA_MAX_TOKENS, REASONS, worst_case_tokens
 from .corpora import ReadOptions
-from .writer import SCHEMA, split_file
+from .writer import SCHEMA, SPEAKER_SCHEMA, split_file
 
 if TYPE_CHECKING:
     from .build import BuildConfig, BuildResult
@@ -28,6 +28,9 @@ _COLUMN_DOCS = {
     "description": "the style paraphrase in this prompt (the reference of the style reward)",
     "source": "the corpus the text came from",
     "line": "1-based line (text files) or row (tables, datasets) in that corpus; for paragraphs, where it starts",
+    "reference_text": "(`--speakers`) the words spoken in the row's reference clip; empty: no reference voice",
+    "reference_codes": "(`--speakers`) the reference clip's XCodec2 codes (the voice the prompt continues in)",
+    "speaker_id": "(`--speakers`) who speaks in the reference clip; test rows use held-out speakers",
 }
 
 
@@ -60,6 +63,10 @@ def command_line(config: BuildConfig) -> str:
         args += ["--max-texts", str(config.max_texts)]
     if r.strict:
         args.append("--strict")
+    if getattr(config, "speakers", None):
+        args += ["--speakers", str(config.speakers), "--test-speakers", f"{config.test_speakers:g}"]
+        if config.codec:
+            args += ["--codec", config.codec]
     return shlex.join(args)
 
 
@@ -161,7 +168,11 @@ def render_card(
         "## Columns",
         "",
         _table(
-            ["column", "type", "meaning"], [[f.name, f"`{f.type}`", _COLUMN_DOCS[f.name]] for f in SCHEMA]
+            ["column", "type", "meaning"],
+            [
+                [f.name, f"`{f.type}`", _COLUMN_DOCS[f.name]]
+                for f in (SPEAKER_SCHEMA if getattr(config, "speakers", None) else SCHEMA)
+            ],
         ),
         "",
         "## Rows per style and split",

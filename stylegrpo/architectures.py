@@ -34,6 +34,8 @@ XCODEC2 = "HKUSTAudio/xcodec2-hf"
 CLAP = "laion/larger_clap_general"
 PARAKEET = "nvidia/parakeet-ctc-1.1b"
 WHISPER = "openai/whisper-large-v3-turbo"
+AST = "MIT/ast-finetuned-audioset-10-10-0.4593"  # the AudioSet classifier judge (stylegrpo.scorers.ast_classifier)
+AUDIOSET_LABELS = 527  # AudioSet's ontology: the classifier's outputs
 WAVLM_SV = "microsoft/wavlm-base-plus-sv"  # the speaker judge (stylegrpo.scorers.speaker)
 
 # Parameter counts of the real configs (FACTS.md "Real-checkpoint path", meta device); the test checks the
@@ -61,6 +63,7 @@ FEATURES = {
     CLAP: Features(sample_rate=48_000, mel_bins=64, frames_per_second=100.0, fixed_frames=1001),
     PARAKEET: Features(sample_rate=16_000, mel_bins=80, frames_per_second=100.0),
     WHISPER: Features(sample_rate=16_000, mel_bins=128, frames_per_second=100.0, fixed_frames=3000),
+    AST: Features(sample_rate=16_000, mel_bins=128, frames_per_second=100.0, fixed_frames=1024),  # 10.24 s
 }
 XCODEC2_SAMPLE_RATE = 16_000
 XCODEC2_HOP = 320  # samples per code: 16,000 / 320 = CODEC_TOKENS_PER_SECOND
@@ -209,12 +212,32 @@ def wavlm_sv_config(**overrides: Any) -> Any:
     return WavLMConfig(**kwargs)
 
 
+def ast_config(**overrides: Any) -> Any:
+    """ASTConfig of MIT/ast-finetuned-audioset-10-10-0.4593: ViT-base (12 layers of 768, 16x16 patches at
+    stride 10 over 1024 frames x 128 mel bins: 1212 patches) with a 527-way AudioSet head. transformers'
+    ASTConfig defaults are this checkpoint (its docs name it); the label names are the checkpoint's own
+    (not read offline: numbered placeholders here, only the count matters for shapes)."""
+    from transformers import ASTConfig
+
+    kwargs: dict[str, Any] = dict(
+        max_length=FEATURES[AST].fixed_frames,
+        num_mel_bins=FEATURES[AST].mel_bins,
+        frequency_stride=10,
+        time_stride=10,
+        patch_size=16,
+        num_labels=AUDIOSET_LABELS,
+    )
+    kwargs.update(overrides)
+    return ASTConfig(**kwargs)
+
+
 BUILDERS = {
     **{spec: (lambda s=size, **kw: llasa_config(s, **kw)) for size, spec in LLASA.items()},
     XCODEC2: xcodec2_config,
     CLAP: clap_config,
     PARAKEET: parakeet_config,
     WHISPER: whisper_config,
+    AST: ast_config,
     WAVLM_SV: wavlm_sv_config,
 }
 
@@ -238,6 +261,7 @@ def model_class(spec: str) -> Any:
         CLAP: transformers.ClapModel,
         PARAKEET: transformers.ParakeetForCTC,
         WHISPER: transformers.WhisperForConditionalGeneration,
+        AST: transformers.ASTForAudioClassification,
         WAVLM_SV: transformers.WavLMForXVector,
     }[spec]
 

@@ -109,3 +109,16 @@ def test_wavlm_speaker_embedding_shapes():
     out = model(input_values=samples)
     assert out.embeddings.shape == (BATCH, config.xvector_output_dim) == (BATCH, 512)
     assert A.count_parameters(model) == pytest.approx(0.100e9, rel=0.01)
+
+
+def test_ast_classifier_shapes():
+    """The AudioSet classifier judge: 1024 frames x 128 kaldi mel bins in, 527 AudioSet logits out."""
+    model = A.build(A.AST)
+    f = A.FEATURES[A.AST]
+    config = model.config
+    assert (config.max_length, config.num_mel_bins) == (f.fixed_frames, f.mel_bins) == (1024, 128)
+    assert config.hidden_size == 768 and config.num_hidden_layers == 12 and config.num_labels == 527
+    logits = model(input_values=torch.zeros(BATCH, f.fixed_frames, f.mel_bins, device=META)).logits
+    assert logits.shape == (BATCH, A.AUDIOSET_LABELS)
+    # ViT-base with 1212 patch positions + the 527-way head: 86.6 M (computed from this config)
+    assert A.count_parameters(model) == pytest.approx(86.6e6, rel=1e-3)

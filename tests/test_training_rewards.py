@@ -40,8 +40,9 @@ styles:
     descriptions: [a plain voice]
 """
 CAP = 40  # max_completion_length of these tests
-# every reward that scores items without a reference voice (speaker: tests/test_speaker.py)
-SCORED = [n for n in REWARD_NAMES if n != "speaker"]
+# every reward that scores items without a reference voice (speaker: tests/test_speaker.py) and every
+# style of this catalog (style_classifier judges only styles with classifier_labels: tests/test_ast_judge.py)
+SCORED = [n for n in REWARD_NAMES if n not in ("speaker", "style_classifier")]
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,9 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def judges():
-    return Judges(clap="tiny:clap", asr="tiny:parakeet", whisper="tiny:whisper", batch_size=8)
+    return Judges(
+        clap="tiny:clap", asr="tiny:parakeet", whisper="tiny:whisper", classifier="ast:tiny:ast", batch_size=8
+    )
 
 
 def make_ctx(tokenizer, judges, catalog, **guards):
@@ -102,6 +105,7 @@ def test_registry_and_unknown_names():
         "acoustic",
         "clean",
         "speaker",
+        "style_classifier",
     }
     with pytest.raises(StyleGRPOError) as e:
         check_reward_names(["style", "clapp"])

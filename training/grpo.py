@@ -78,6 +78,16 @@ class ScriptArguments:
         metadata={"help": "device of the codec and judges; auto = this process's training device"},
     )
     judge_batch_size: int = field(default=16, metadata={"help": "clips per judge forward pass"})
+    style_classifier: str | None = field(
+        default=None,
+        metadata={
+            "help": "style judge of the style_classifier reward: ast, ast:MODEL or another judge spec "
+            "(stylegrpo.scorers.judges); default: ast (tiny:ast with a tiny preset)"
+        },
+    )
+    style_classifier_device: str = field(
+        default="auto", metadata={"help": "device of the style_classifier judge; auto = judge_device"}
+    )
     codec_batch_size: int = field(default=16, metadata={"help": "sequences per codec decode pass"})
     decode_exact: bool = field(
         default=True,
@@ -308,6 +318,14 @@ class TrainingRun:
     info: dict[str, Any]
 
 
+def classifier_spec(spec: str | None, preset: Any) -> str:
+    """The style_classifier reward's judge spec: as given, else the AudioSet classifier (its tiny twin for a
+    preset of tiny twins, so a tiny run stays offline)."""
+    if spec:
+        return spec
+    return "ast:tiny:ast" if getattr(preset, "random_weights", False) else "ast"
+
+
 def build_trainer(
     script_args: ScriptArguments,
     training_args: Any,
@@ -412,6 +430,10 @@ def build_trainer(
         batch_size=script_args.judge_batch_size,
         asr_dtype=script_args.asr_dtype,
         whisper_dtype=script_args.whisper_dtype,
+        classifier=classifier_spec(script_args.style_classifier, preset),
+        classifier_device=None
+        if script_args.style_classifier_device == "auto"
+        else resolve_device(script_args.style_classifier_device),
     )
     ctx = RewardContext(
         cache,

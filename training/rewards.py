@@ -19,6 +19,7 @@ Every reward value lies in [0, 1] (its minimum 0 is also the guard value):
 ``whisper_nll``        exp(-NLL / tau) of the item's text given the audio (Whisper, teacher-forced)
 ``acoustic``           stylegrpo.scorers.acoustic.target_score against the style's targets (1 inside)
 ``clean``              DNSMOS BAK mapped to [0, 1] (stylegrpo.scorers.quality.clean_score), per-style target
+``style_classifier``   the second style judge (AudioSet classifier): P(the style's classifier_labels)
 
 Metrics (through TRL's ``log_metric``; TRL averages the values given within a batch, across processes,
 then over the logging window): ``rewards/<name>/<style>`` (one value per completion, so the mean per
@@ -309,7 +310,11 @@ class Judges:
         dtype: Any = None,
         asr_dtype: Any = None,
         whisper_dtype: Any = None,
+        classifier: str = "ast",  # the style_classifier reward's style judge spec (stylegrpo.scorers.judges)
+        classifier_device: Any = None,  # None: the judges' device
     ):
+        self.classifier_spec = classifier
+        self.classifier_device = device if classifier_device in (None, "auto") else classifier_device
         self.specs = {"clap": clap, "asr": asr, "whisper": whisper, "quality": quality, "wavlm": wavlm}
         self.device = device
         self.batch_size = batch_size
@@ -347,6 +352,13 @@ class Judges:
         from stylegrpo.scorers.speaker import SpeakerScorer
 
         return SpeakerScorer(self.specs["wavlm"], device=self.device, batch_size=self.batch_size)
+
+    @cached_property
+    def classifier(self) -> Any:
+        """The style judge of the style_classifier reward (built from its spec; the model loads lazily)."""
+        from stylegrpo.scorers.judges import build_judge
+
+        return build_judge(self.classifier_spec, device=self.classifier_device, batch_size=self.batch_size)
 
     @cached_property
     def quality(self) -> Any:
@@ -861,6 +873,52 @@ class SpeakerReward(AudioReward):
         return [out[i] for i in idx]
 
 
+class StyleClassifierReward(AudioReward):
+    """The second style judge: the probability that the clip carries its style's AudioSet labels.
+
+    The judge is ``Judges.classifier`` (a style judge spec, recipe key ``style_classifier``: by default the
+    AudioSet classifier ``ast``, whose score for a style is the noisy-OR of the sigmoid probabilities of the
+    labels the style names in ``classifier_labels``; see stylegrpo/scorers/ast_classifier.py; another judge's
+    score is mapped from its ``score_range`` onto [0, 1]). A style the
+    judge does not apply to (no ``classifier_labels``) gets None: TRL leaves it out of this reward's term,
+    so only the styles AudioSet can name are pushed by it. Two judges that fail differently (CLAP's
+    audio-text embedding, a label classifier) are harder to game together than one. The labels are checked
+    against the model's config when the reward is built (before training), with the closest names.
+    """
+
+    name = "style_classifier"
+
+    def __init__(self, ctx: RewardContext):
+        super().__init__(ctx)
+        check = getattr(ctx.judges.classifier, "check_styles", None)
+        if check is not None:
+            check(ctx.catalog.styles)  # a misspelt label fails here, not at the first batch
+
+    def score(self, batch: DecodedBatch, idx: list[int], columns: Mapping[str, Any]) -> Sequence[float]:
+        styles = _column(columns, "style", len(batch), self.name)
+        catalog = list(self.ctx.catalog.styles)
+        names = [s.name for s in catalog]
+        for i in idx:
+            if styles[i] not in names:
+                self.ctx.catalog.get(styles[i])  # raises UnknownStyleError listing the known styles
+        wanted = sorted({names.index(styles[i]) for i in idx})
+        scores = self.ctx.judges.classifier.style_scores(
+            [batch.wavs[i] for i in idx], [catalog[j] for j in wanted], texts=[batch.texts[i] for i in idx]
+        )
+        col = {j: k for k, j in enumerate(wanted)}
+        # onto [0, 1]: a CLAP cosine as the style reward maps it
+        lo, hi = self.ctx.judges.classifier.score_range
+        return [(scores[row, col[names.index(styles[i])]] - lo) / (hi - lo) for row, i in enumerate(idx)]
+
+    def left_out(self, batch: DecodedBatch, idx: list[int]) -> set[int]:
+        """Clips whose style the judge does not apply to (no classifier labels): None, not a low score; also
+        the guarded ones of such a style (the other rewards give them their lowest value)."""
+        judge = self.ctx.judges.classifier
+        styles = set(batch.styles)
+        skip = {s for s in styles if s is None or not judge.applies_to(self.ctx.catalog.get(s))}
+        return {i for i, s in enumerate(batch.styles) if s in skip}
+
+
 REWARD_CLASSES: dict[str, type[AudioReward]] = {
     cls.name: cls
     for cls in (
@@ -871,6 +929,7 @@ REWARD_CLASSES: dict[str, type[AudioReward]] = {
         AcousticReward,
         CleanReward,
         SpeakerReward,
+        StyleClassifierReward,
     )
 }
 REWARD_NAMES: tuple[str, ...] = tuple(REWARD_CLASSES)

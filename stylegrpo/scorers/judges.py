@@ -63,6 +63,10 @@ class StyleJudge:
 
     prefix: str = ""
     description: str = ""  # one line for list_judges() and help texts
+    score_range: tuple[float, float] = (
+        0.0,
+        1.0,
+    )  # lowest and highest possible score (a reward maps it to 0..1)
 
     def __init__(
         self, model: str | None = None, *, device: Any = "auto", batch_size: int = DEFAULT_BATCH_SIZE
@@ -140,6 +144,7 @@ class ClapJudge(StyleJudge):
         if score not in self.SCORES:
             raise ScorerError(f"clap judge: score must be one of {', '.join(self.SCORES)} (got {score!r})")
         self.score = score
+        self.score_range = (-1.0, 1.0) if score == "cosine" else (0.0, 1.0)
         if scorer is None:
             from .clap import ClapScorer
 

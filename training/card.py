@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as _dt
+import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,60 @@ def write_recipe(path: Path, recipe: dict[str, Any], info: dict[str, Any]) -> No
     path.write_text(header + yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
 
 
+# The licenses the base models' own cards state (an adapter is a derivative of its base model)
+BASE_MODEL_LICENSES = {
+    "HKUSTAudio/Llasa-1B": "cc-by-nc-4.0",
+    "HKUSTAudio/Llasa-3B": "cc-by-nc-4.0",
+    "HKUSTAudio/Llasa-8B": "cc-by-nc-4.0",
+}
+CARD_TAGS = ["text-to-speech", "llasa", "lora", "peft", "trl", "grpo", "stylegrpo"]
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # owner/name (a hub repo id), not a path or tiny:KIND
+
+
+def _hub_id(spec: Any) -> str | None:
+    """``spec`` when it names a Hugging Face repo (not a local folder or a tiny twin), else None."""
+    text = str(spec or "")
+    return text if _HUB_ID.match(text) and not Path(text).exists() else None
+
+
+def card_metadata(info: dict[str, Any]) -> dict[str, Any]:
+    """The model card's YAML header, in the Hub's conventions (what it renders, indexes and links)."""
+    base = _hub_id(info["base_model"])
+    license_ = BASE_MODEL_LICENSES.get(str(info["base_model"]), "other")
+    meta: dict[str, Any] = {}
+    if base:  # a local folder or a tiny twin is not a hub model the Hub could link
+        meta["base_model"] = base
+    meta.update(library_name="peft", pipeline_tag="text-to-speech", license=license_)
+    if license_ == "other":
+        meta["license_name"] = "same-as-base-model"  # the section "License" in the card says which
+    dataset = _hub_id(info.get("dataset_hub_id"))
+    if dataset:
+        meta["datasets"] = [dataset]
+    meta["tags"] = list(CARD_TAGS)
+    return meta
+
+
+def say_command(info: dict[str, Any], adapter: Path, style: str) -> str:
+    """The `stylegrpo say` line that speaks with this adapter: its preset, plus the models the run overrode."""
+    from stylegrpo.presets import get_preset
+
+    from .grpo import STYLES_FILENAME
+
+    preset = info["preset"]
+    named = get_preset(preset.name)
+    args = ["stylegrpo", "say", "--preset", preset.name]
+    if str(info["base_model"]) != str(named.policy):
+        args += ["--policy", str(info["base_model"])]
+    if str(preset.codec) != str(named.codec):
+        args += ["--codec", str(preset.codec)]
+    args += ["--adapter", str(adapter)]
+    catalog = info["catalog"]
+    if catalog.path is not None and Path(catalog.path).is_file():  # copied beside the adapter (save_adapter)
+        args += ["--styles", str(Path(adapter) / STYLES_FILENAME)]  # its styles, not the default catalog's
+    args += ["--style", style, "Hello there.", "-o", "hello.wav"]
+    return shlex.join(args)
+
+
 def write_model_card(path: Path, info: dict[str, Any], final_dir: Path | None = None) -> None:
     """``final_dir``: where the adapter will live once moved into place (``path`` may be in staging)."""
     args = info["training_args"]
@@ -65,12 +121,10 @@ def write_model_card(path: Path, info: dict[str, Any], final_dir: Path | None = 
     rewards = info["rewards"]
     counts = info["dataset_counts"]
     tiny = bool(getattr(preset, "random_weights", False))
+    trained = [s.name for s in catalog if counts.get(s.name, 0)] or catalog.names
     lines = [
         "---",
-        f"base_model: {info['base_model']}",
-        "library_name: peft",
-        "license: other",
-        "tags: [text-to-speech, llasa, grpo, lora, trl, stylegrpo]",
+        yaml.safe_dump(card_metadata(info), sort_keys=False, allow_unicode=True).strip(),
         "---",
         "",
         f"# stylegrpo adapter: {len(catalog)} speaking styles in one LoRA",
@@ -89,10 +143,15 @@ def write_model_card(path: Path, info: dict[str, Any], final_dir: Path | None = 
     lines += [
         "## Use",
         "",
+        "With stylegrpo installed, speak in any style below (this folder, or a copy of it: from the Hub, "
+        "`hf download REPO_ID --local-dir ADAPTER_DIR` and pass that folder):",
+        "",
         "```bash",
-        f"stylegrpo say --preset {preset.name} --adapter {final_dir or path.parent} --style {catalog.names[0]} "
-        '"Hello there." -o hello.wav',
+        say_command(info, final_dir or path.parent, trained[0]),
         "```",
+        "",
+        f"`--style` takes any of: {', '.join(f'`{n}`' for n in trained)}; `stylegrpo say --help` for the rest "
+        "(seed, temperature, a file of lines).",
         "",
         "## Models",
         "",

@@ -200,6 +200,24 @@ def test_fbank_matches_a_kaldi_implementation():
     np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-3)
 
 
+@pytest.mark.parametrize("seconds", [1.0, 2.37])
+def test_real_size_codec_encodes_our_inputs(seconds):
+    """The real XCodec2 (w2v-BERT 2.0 semantic encoder + acoustic encoder) on the meta device: our features
+    and padded audio give both paths the same number of frames, one code per hop."""
+    import torch
+
+    from stylegrpo import architectures as A
+    from stylegrpo.codec import encoder_inputs
+
+    model = A.build(A.XCODEC2)
+    inputs = encoder_inputs(_tone(seconds), model.config.hop_length)
+    inputs.pop("input_features_mask")  # its all-ones check reads values, which the meta device has not
+    out = model.encode(**{k: v.to(torch.device("meta")) for k, v in inputs.items()})
+    frames = -(-(int(seconds * SAMPLE_RATE) + 1) // HOP)
+    assert inputs["input_features"].shape == (1, frames, 160)
+    assert out.audio_codes.shape == (1, 1, frames)
+
+
 def test_encoder_inputs_match_the_feature_extractor():
     pytest.importorskip("torchaudio")  # Xcodec2FeatureExtractor needs it; no build for this torch here
     from transformers import Xcodec2FeatureExtractor

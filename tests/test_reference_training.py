@@ -130,3 +130,25 @@ def test_grpo_rollouts_continue_after_the_reference(demo, tmp_path, monkeypatch)
         assert tail == (st.ids_from_codes(codes) if codes else [st.start_id])
     trainer.train()
     assert decoded and max(decoded) <= cap  # only completions were decoded, never a reference's codes
+
+
+def test_references_that_leave_no_room_for_the_completion_are_refused(demo, tmp_path):
+    from stylegrpo.training.cli import parse_config
+    from stylegrpo.training.grpo import build_trainer
+
+    styles, rows = demo
+    settings = {
+        "styles": str(styles),
+        "dataset_path": str(write(tmp_path, rows)),
+        "rewards": ["acoustic"],
+        "reward_weights": [1.0],
+        "max_completion_length": 1950,  # + a prompt of 120 reference codes and the text: over 2048
+        "max_steps": 1,
+        "save_strategy": "no",
+        "output_dir": str(tmp_path / "run"),
+    }
+    s, t, m, _ = parse_config(TINY, settings)
+    with pytest.raises(
+        StyleGRPOError, match=r"prompt\(s\) with a reference speaker .* exceeds Llasa's 2048-token"
+    ):
+        build_trainer(s, t, m)

@@ -251,7 +251,7 @@ def load_prompt_dataset(path: str, split: str, catalog: Any, max_samples: int | 
     return ds
 
 
-def as_text_prompts(dataset: Any, tokenizer: Any) -> Any:
+def as_text_prompts(dataset: Any, tokenizer: Any, max_completion_length: int | None = None) -> Any:
     """Render each item's chat messages to the exact Llasa prompt string, with the policy's own tokenizer.
 
     TRL 1.16 tokenizes conversational prompts with ``add_generation_prompt=True``, which closes the
@@ -271,11 +271,36 @@ def as_text_prompts(dataset: Any, tokenizer: Any) -> Any:
                     f"{n} speech tokens: the references were encoded with another codec; rebuild the dataset "
                     "with the policy's own codec"
                 )
-    return dataset.map(
+    rendered = dataset.map(
         lambda row: {"prompt": prompt_text(tokenizer, row["prompt"])},
         desc="rendering prompts",
         load_from_cache_file=False,
     )
+    if max_completion_length and "reference_codes" in dataset.column_names:
+        check_reference_budget(rendered, tokenizer, max_completion_length)
+    return rendered
+
+
+def check_reference_budget(dataset: Any, tokenizer: Any, max_completion_length: int) -> None:
+    """Refuse rows whose prompt (a reference's codes included) plus ``max_completion_length`` exceeds
+    Llasa's 2048-token budget (prompt + completion, the length it was trained on)."""
+    from stylegrpo.llasa import LLASA_MAX_LENGTH
+
+    rows = [i for i, codes in enumerate(dataset["reference_codes"]) if codes]
+    if not rows:
+        return
+    prompts = list(dataset.select(rows)["prompt"])
+    lengths = [len(ids) for ids in tokenizer(prompts)["input_ids"]]  # as TRL tokenizes string prompts
+    over = [
+        (row, n) for row, n in zip(rows, lengths, strict=True) if n + max_completion_length > LLASA_MAX_LENGTH
+    ]
+    if over:
+        row, n = max(over, key=lambda x: x[1])
+        raise StyleGRPOError(
+            f"{len(over)} prompt(s) with a reference speaker leave too little room: row {row}'s prompt is {n} "
+            f"tokens, and with max_completion_length {max_completion_length} it exceeds Llasa's "
+            f"{LLASA_MAX_LENGTH}-token budget; use shorter reference clips or a lower max_completion_length"
+        )
 
 
 def _dtype(name: str | None, device: Any) -> Any:
@@ -403,7 +428,7 @@ def build_trainer(
 
     device = training_args.device
     model, tokenizer = load_policy(policy_spec, device=device, dtype=_dtype(model_args.dtype, device))
-    train = as_text_prompts(train, tokenizer)
+    train = as_text_prompts(train, tokenizer, training_args.max_completion_length)
     judge_device = device if script_args.judge_device == "auto" else resolve_device(script_args.judge_device)
     guards = GuardSettings(
         silence_dbfs=script_args.silence_dbfs,

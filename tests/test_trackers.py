@@ -256,3 +256,15 @@ def test_train_refuses_an_unknown_tracker_before_the_output_exists(tmp_path, cap
         next(line for line in err.splitlines() if "unknown tracker(s) 'wnadb'; known: " in line)
     ]
     assert not out.exists()
+
+
+def test_wandb_without_an_api_key_is_refused_before_anything_loads(tmp_path, monkeypatch):
+    pytest.importorskip("wandb", reason="pip install 'stylegrpo[wandb]' (the dev extra has it)")
+    for var in [v for v in os.environ if v.startswith("WANDB_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc, no wandb settings
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    with pytest.raises(StyleGRPOError, match=r"wandb has no API key: run `wandb login`.*WANDB_MODE=offline"):
+        trackers.check_report_to("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")  # offline needs no account
+    assert trackers.check_report_to("wandb") == ["wandb"]

@@ -90,12 +90,34 @@ def check_report_to(report_to: Sequence[str] | str | None) -> list[str]:
             f"report_to names {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed: "
             f"pip install 'stylegrpo[{','.join(missing)}]', or pass --report_to none"
         )
+    if "wandb" in names:
+        check_wandb_login()
     others = [n for n in names if n not in AUDIO_TRACKERS]
     if others:
         log.info(
             "report_to %s: scalars only (audio samples go to tensorboard, trackio, wandb)", ", ".join(others)
         )
     return names
+
+
+WANDB_LOCAL_MODES = ("offline", "disabled", "dryrun")  # WANDB_MODE values that need no account
+
+
+def check_wandb_login() -> None:
+    """wandb online needs an API key; without one the run would fail after every model loaded, with wandb's
+    traceback. Asks wandb (``wandb.login``, no network: ``verify=False``) before anything loads, prompting
+    only on a terminal, as wandb itself would."""
+    if os.environ.get("WANDB_MODE", "").strip().lower() in WANDB_LOCAL_MODES:
+        return
+    import sys
+
+    import wandb
+
+    if not wandb.login(verify=False, prompt=sys.stdin is not None and sys.stdin.isatty()):
+        raise StyleGRPOError(
+            "report_to names wandb, but wandb has no API key: run `wandb login` (or set WANDB_API_KEY), or "
+            "log offline with WANDB_MODE=offline (later: wandb sync OUTPUT_DIR/wandb/offline-run-*)"
+        )
 
 
 def set_tracker_environment(report_to: Sequence[str] | str | None, output_dir: Path, project: str) -> None:

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from . import stats
+
 # -- thresholds of the verdicts (AUC bands after Hosmer & Lemeshow's usual reading of ROC areas:
 #    0.5 chance, 0.7-0.8 acceptable, 0.8-0.9 excellent, >= 0.9 outstanding discrimination) -------------
 SEPARATES_AUC = 0.8  # own-vs-other AUC at or above: "separates" (4 of 5 own/other pairs ranked right)
@@ -40,7 +42,61 @@ MIN_CLIPS_VERDICT = 4  # fewer own clips than this: one clip moves accuracy by >
 # constant, e.g. an acoustic target score of exactly 1 for every clip inside its ranges).
 FLAT_REL_STD = 0.05
 FLAT_ABS_STD = 1e-6
-IQR_QUANTILES = (25.0, 75.0)  # the interquartile range: the middle half of a style's scores
+MIN_CHOICES = 2  # top-1 accuracy needs at least two styles to choose from (else it is 1 by construction)
+IQR_QUANTILES = (25.0, 75.0)
+# auc_interval: resample weights held at once (~32 MB of float64), and the largest own x other pair matrix
+# bootstrapped (larger: Hanley & McNeil's normal interval, which is accurate at such sizes)
+AUC_BOOTSTRAP_CELLS = 4_000_000  # the interquartile range: the middle half of a style's scores
+
+
+def _pair_matrix(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """``[n_pos, n_neg]``: 1 where the positive scores higher, 0.5 on a tie, 0 below."""
+    return (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+
+
+def auc_interval(
+    positive: Sequence[float] | np.ndarray,
+    negative: Sequence[float] | np.ndarray,
+    *,
+    n_resamples: int = stats.DEFAULT_RESAMPLES,
+    confidence: float = stats.DEFAULT_CONFIDENCE,
+    seed: int = stats.DEFAULT_SEED,
+) -> tuple[float, float]:
+    """Percentile-bootstrap interval of ``rank_auc``: own and other clips resampled separately (stratified),
+    seeded (the same clips always give the same interval). NaN when either side has fewer than 2 values.
+
+    A resample's AUC is w_pos^T C w_neg / (n_pos n_neg) with C the pair matrix and w the multinomial
+    counts of each clip, so no resample re-ranks anything.
+    """
+    pos = np.asarray(positive, dtype=np.float64).ravel()
+    neg = np.asarray(negative, dtype=np.float64).ravel()
+    pos, neg = pos[np.isfinite(pos)], neg[np.isfinite(neg)]
+    if pos.size < 2 or neg.size < 2:
+        return math.nan, math.nan
+    if pos.size * neg.size > AUC_BOOTSTRAP_CELLS:  # the pair matrix would be large: the normal approximation
+        return _hanley_mcneil(rank_auc(pos, neg), pos.size, neg.size, confidence)
+    c = _pair_matrix(pos, neg)
+    rng = np.random.default_rng(seed)
+    aucs = np.empty(n_resamples)
+    chunk = max(1, AUC_BOOTSTRAP_CELLS // max(pos.size, neg.size))  # resamples at a time: bounded memory
+    for start in range(0, n_resamples, chunk):
+        r = min(chunk, n_resamples - start)
+        w_pos = rng.multinomial(pos.size, np.full(pos.size, 1.0 / pos.size), size=r)
+        w_neg = rng.multinomial(neg.size, np.full(neg.size, 1.0 / neg.size), size=r)
+        aucs[start : start + r] = np.einsum("ri,ri->r", w_pos @ c, w_neg) / (pos.size * neg.size)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(aucs, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
+def _hanley_mcneil(auc: float, n_pos: int, n_neg: int, confidence: float) -> tuple[float, float]:
+    """Normal interval from Hanley & McNeil's (1982) standard error of the AUC (good at large n)."""
+    from statistics import NormalDist
+
+    q1, q2 = auc / (2.0 - auc), 2.0 * auc**2 / (1.0 + auc)
+    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)) / (n_pos * n_neg)
+    half = NormalDist().inv_cdf(0.5 + confidence / 2.0) * math.sqrt(max(var, 0.0))
+    return max(0.0, auc - half), min(1.0, auc + half)
 
 
 def rank_auc(positive: Sequence[float] | np.ndarray, negative: Sequence[float] | np.ndarray) -> float:
@@ -142,6 +198,8 @@ def audit_judge(
         if not applies[j]:
             row.update(
                 auc=math.nan,
+                auc_low=math.nan,
+                auc_high=math.nan,
                 accuracy=math.nan,
                 pair_auc={},
                 least_separated=None,
@@ -169,9 +227,14 @@ def audit_judge(
             and (sp["std"] < FLAT_ABS_STD or (math.isfinite(col_std) and sp["std"] < FLAT_REL_STD * col_std))
         )
         n_scored = float(shares[own_mask].sum()) if n_own else 0.0
-        acc = float(shares[own_mask, cols.index(j)].sum() / n_own) if n_own and n_scored else math.nan
+        # top-1 among fewer than MIN_CHOICES styles is a foregone conclusion, not a measurement
+        ranked = n_own and n_scored and len(cols) >= MIN_CHOICES
+        acc = float(shares[own_mask, cols.index(j)].sum() / n_own) if ranked else math.nan
+        auc_low, auc_high = auc_interval(own, other)
         row.update(
             auc=rank_auc(own, other),
+            auc_low=auc_low,
+            auc_high=auc_high,
             accuracy=acc,
             pair_auc=pair,
             least_separated=least,
@@ -194,7 +257,7 @@ def audit_judge(
         "styles": per_style,
         "applies_to": [styles[j] for j in cols],
         "confusion": {"rows": styles, "columns": [styles[j] for j in cols], "matrix": confusion.tolist()},
-        "accuracy": float(diag / total) if total else math.nan,
+        "accuracy": float(diag / total) if total and len(cols) >= MIN_CHOICES else math.nan,
         "mean_auc": float(np.mean(aucs)) if aucs else math.nan,
         "n_clips": len(labels),
     }
@@ -251,13 +314,18 @@ def verdict(judge: str, style: str, row: Mapping[str, Any]) -> str:
             f"{auc:.2f}): consider merging, rewording, or acoustic targets{few}{flat}"
         )
     if kind == SEPARATES:
-        return f"judge {judge} separates this style: AUC {auc:.2f}{few}{flat}"
+        return f"judge {judge} separates this style: AUC {auc:.2f}{_interval(row)}{few}{flat}"
     if kind == WEAK:
-        return f"judge {judge} separates `{style}` only weakly: AUC {auc:.2f}{few}{flat}"
+        return f"judge {judge} separates `{style}` only weakly: AUC {auc:.2f}{_interval(row)}{few}{flat}"
     return (
         f"judge {judge} does not separate `{style}` from the other styles: AUC {auc:.2f}; consider "
         f"rewording, or acoustic targets{few}{flat}"
     )
+
+
+def _interval(row: Mapping[str, Any]) -> str:
+    lo, hi = row.get("auc_low", math.nan), row.get("auc_high", math.nan)
+    return f" [95 % interval {lo:.2f}-{hi:.2f}]" if math.isfinite(lo) and math.isfinite(hi) else ""
 
 
 def description_audit(
@@ -332,12 +400,14 @@ THRESHOLDS = {
 
 __all__ = [
     "CONFUSED_AUC",
+    "MIN_CHOICES",
     "FLAT_ABS_STD",
     "FLAT_REL_STD",
     "MIN_CLIPS_VERDICT",
     "SEPARATES_AUC",
     "THRESHOLDS",
     "audit_judge",
+    "auc_interval",
     "description_audit",
     "description_verdicts",
     "rank_auc",

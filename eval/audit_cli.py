@@ -93,6 +93,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _num(value: float) -> str:
+    return f"{value:.2f}" if isinstance(value, float) and math.isfinite(value) else "n/a"
+
+
 def _judge_specs(value: str | None, preset) -> list[str]:
     from stylegrpo.scorers.judges import judge_class, split_spec
 
@@ -197,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
         good = [st for st in res["applies_to"] if rows[st]["verdict_kind"] == "separates"]
         print(
             f"  {name}: scores {len(res['applies_to'])} of {len(catalog)} styles, mean AUC "
-            f"{res['mean_auc']:.2f}, top-1 accuracy {res['accuracy']:.2f}; separates {len(good)}"
+            f"{_num(res['mean_auc'])}, top-1 accuracy {_num(res['accuracy'])}; separates {len(good)}"
             + (": " + ", ".join(good) if good else "")
             + ("  (tiny: random weights, plumbing only)" if res.get("tiny") else "")
         )

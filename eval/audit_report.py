@@ -113,6 +113,8 @@ def write_plots(out: Path, data: Mapping[str, Any], styles: Sequence[str]) -> di
     auc_plot(judges, styles, pdir / "auc.png")
     paths["auc"] = f"{PLOTS_DIR}/auc.png"
     for name, res in judges.items():
+        if len(res["applies_to"]) < audit.MIN_CHOICES:  # one column: nothing to confuse
+            continue
         file = f"confusion_{_slug(name)}.png"
         confusion_plot(res, styles, pdir / file)
         paths[f"confusion:{name}"] = f"{PLOTS_DIR}/{file}"
@@ -204,7 +206,8 @@ def _judge_section(res: Mapping[str, Any], styles: Sequence[str]) -> str:
         )
         rows.append(
             f"<tr><th>{_e(st)}</th><td class='num'>{r['n_clips']}</td>"
-            f"<td class='num {_band(r)}'>{_f(r['auc'])}</td><td class='num'>{_f(r['accuracy'])}</td>"
+            f"<td class='num {_band(r)}'>{_f(r['auc'])}<span class='sub'> [{_f(r.get('auc_low'))}, "
+            f"{_f(r.get('auc_high'))}]</span></td><td class='num'>{_f(r['accuracy'])}</td>"
             f"<td>{least}</td><td class='num'>{_f(r['own_mean'], '.3g')}</td>"
             f"<td class='num'>{_f(r['own_std'], '.3g')}</td><td class='num'>{_f(r['own_iqr'], '.3g')}</td>"
             f"<td>{_e(r['verdict'])}</td></tr>"
@@ -214,7 +217,7 @@ def _judge_section(res: Mapping[str, Any], styles: Sequence[str]) -> str:
         f'<div class="card" id="judge-{_slug(res["name"])}"><h3>{_e(res["name"])}{tiny}</h3>'
         f'<p class="sub">scores {len(res["applies_to"])} of {len(styles)} styles; accuracy '
         f"{_f(res['accuracy'])} over their clips; mean AUC {_f(res['mean_auc'])}</p>"
-        f'<table class="judge-table"><thead><tr><th>style</th><th>clips</th><th>AUC</th><th>top-1 acc.</th>'
+        f'<table class="judge-table"><thead><tr><th>style</th><th>clips</th><th>AUC [95 % interval]</th><th>top-1 acc.</th>'
         f"<th>least separated from (pairwise AUC)</th><th>own score mean</th><th>std</th><th>IQR</th>"
         f"<th>verdict</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
@@ -280,10 +283,14 @@ def render_audit_report(
     setup += [(f"skipped {k}", v) for k, v in data.get("skipped_judges", {}).items()]
     setup_html = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in setup)
     verdicts = "".join(
-        f"<li><b>{_e(st)}</b>: {_e(res['styles'][st]['verdict'])}</li>"
-        for res in judges.values()
-        for st in styles
-        if res["styles"][st]["applies"]
+        f"<h3>{_e(name)}</h3><ul class='verdicts'>"
+        + "".join(
+            f"<li><b>{_e(st)}</b>: {_e(res['styles'][st]['verdict'])}</li>"
+            for st in styles
+            if res["styles"][st]["applies"]
+        )
+        + "</ul>"
+        for name, res in judges.items()
     )
     conf = "".join(
         _figure(plots[f"confusion:{n}"], f"{n}: rows = true style, columns = style heard as")
@@ -312,7 +319,7 @@ def render_audit_report(
 scores above every other; 0.5 = chance), and below it the top-1 accuracy among the styles the judge scores.
 Green: separates (&ge; {audit.SEPARATES_AUC}); yellow: weak; red: below {audit.CONFUSED_AUC} overall or against one other style. Hover a cell for
 its verdict.</p>{_auc_table(judges, styles)}</section>
-<section id="verdicts"><h2>Verdicts</h2><ul class="verdicts">{verdicts}</ul></section>
+<section id="verdicts"><h2>Verdicts</h2>{verdicts}</section>
 <section id="plots"><h2>Plots</h2><div class="plots">{_figure(plots["auc"], "AUC own style vs other styles, per judge")}
 {conf}</div></section>
 <section id="judges"><h2>Per judge</h2>{"".join(_judge_section(r, styles) for r in judges.values())}</section>

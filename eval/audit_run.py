@@ -455,7 +455,7 @@ def audit_clips(
 # -- outputs ----------------------------------------------------------------------------------------
 def style_rows(judges: Mapping[str, Mapping[str, Any]], styles: Sequence[str]) -> list[dict[str, Any]]:
     """One flat row per judge x style (audit.csv)."""
-    keys = ("applies", "n_clips", "auc", "accuracy", "least_separated", "least_separated_auc", "own_mean",
+    keys = ("applies", "n_clips", "auc", "auc_low", "auc_high", "accuracy", "least_separated", "least_separated_auc", "own_mean",
             "own_std", "own_iqr", "flat", "verdict")  # fmt: skip
     return [
         {"judge": name, "style": st, **{k: res["styles"][st].get(k) for k in keys}}

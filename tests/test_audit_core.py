@@ -33,6 +33,23 @@ def test_rank_auc_matches_pair_counting_with_many_ties():
         assert audit.rank_auc(pos, neg) == pytest.approx(brute_auc(pos, neg))
 
 
+def test_auc_interval_brackets_and_matches_resampling_by_hand():
+    rng = np.random.default_rng(3)
+    pos, neg = rng.normal(1.0, 1.0, 12), rng.normal(0.0, 1.0, 30)
+    lo, hi = audit.auc_interval(pos, neg, n_resamples=4000)
+    auc = audit.rank_auc(pos, neg)
+    assert lo < auc < hi and 0.15 < hi - lo < 0.6
+    # the same percentiles from explicit resamples (stratified: own and other drawn separately)
+    draws = [audit.rank_auc(rng.choice(pos, pos.size), rng.choice(neg, neg.size)) for _ in range(4000)]
+    assert np.quantile(draws, [0.025, 0.975]) == pytest.approx([lo, hi], abs=0.03)
+    assert audit.auc_interval(pos, neg) == audit.auc_interval(pos, neg)  # seeded
+    assert audit.auc_interval([1.0, 2.0], [0.0, 0.5]) == (1.0, 1.0)  # perfect separation every time
+    assert all(math.isnan(v) for v in audit.auc_interval([1.0], [0.0, 0.5]))
+    # beyond the bootstrap's size: the normal approximation, close to the bootstrap at moderate n
+    hm = audit._hanley_mcneil(auc, pos.size, neg.size, 0.95)
+    assert hm == pytest.approx((lo, hi), abs=0.05)
+
+
 def test_top1_shares_split_ties_and_skip_nan():
     s = np.array([[1.0, 1.0, 0.0], [0.2, np.nan, 0.9], [np.nan, np.nan, np.nan]])
     shares = audit.top1_shares(s, [0, 1, 2])
@@ -59,7 +76,8 @@ def test_audit_judge_separation_confusion_and_flat():
     assert res["applies_to"] == ["fast", "slow"]
     assert fast["auc"] == 1.0 and fast["accuracy"] == 1.0
     assert fast["flat"] is False and fast["own_std"] > 0.05
-    assert "separates this style: AUC 1.00" in fast["verdict"]
+    assert "separates this style: AUC 1.00 [95 % interval 1.00-1.00]" in fast["verdict"]
+    assert fast["auc_low"] == fast["auc_high"] == 1.0
     # slow vs robotic: every pair tied -> pairwise AUC 0.5; vs fast clips perfect
     assert slow["pair_auc"] == {"fast": 1.0, "robotic": 0.5}
     assert slow["auc"] == pytest.approx((16 * 1.0 + 16 * 0.5) / 32)
@@ -97,6 +115,13 @@ def test_chance_judge_and_few_clips():
     few = audit.audit_judge(np.array([[1.0, 0.0], [0.0, 1.0]]), ["a", "b"], ["a", "b"], name="j")
     assert "too few" in few["styles"]["a"]["verdict"]
     assert few["styles"]["a"]["auc"] == 1.0
+
+
+def test_accuracy_needs_two_styles_to_choose_from():
+    s = np.array([[0.9, np.nan], [0.2, np.nan], [0.3, np.nan]])  # the judge scores style a only
+    res = audit.audit_judge(s, ["a", "b", "b"], ["a", "b"])
+    assert res["styles"]["a"]["auc"] == 1.0
+    assert math.isnan(res["styles"]["a"]["accuracy"]) and math.isnan(res["accuracy"])
 
 
 def test_bad_shapes_and_labels_are_named():

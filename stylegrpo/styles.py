@@ -6,6 +6,7 @@ and ``stylegrpo say`` (inference) both call it, so training and inference can ne
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import os
@@ -92,15 +93,22 @@ class Reference:
         raw = self.codes.tolist() if hasattr(self.codes, "tolist") else self.codes
         if isinstance(raw, (str, bytes)) or not isinstance(raw, Sequence) or not raw:
             raise ReferenceInputError("the reference speaker has no codec codes (an empty or non-list value)")
-        codes = []
-        for k, c in enumerate(raw):
-            if isinstance(c, bool) or not isinstance(c, numbers.Integral) or not 0 <= c < MAX_SPEECH_CODES:
-                raise ReferenceInputError(
-                    f"reference code #{k + 1} is {quote(c)}: codec codes are integers in 0..{MAX_SPEECH_CODES - 1}"
-                )
-            codes.append(int(c))
+        if all(type(c) is int for c in raw) and min(raw) >= 0 and max(raw) < MAX_SPEECH_CODES:
+            codes = tuple(raw)  # the common case (dataset columns, codec output), checked in bulk
+        else:
+            for k, c in enumerate(raw):
+                if (
+                    isinstance(c, bool)
+                    or not isinstance(c, numbers.Integral)
+                    or not 0 <= c < MAX_SPEECH_CODES
+                ):
+                    raise ReferenceInputError(
+                        f"reference code #{k + 1} is {quote(c)}: codec codes are integers in "
+                        f"0..{MAX_SPEECH_CODES - 1}"
+                    )
+            codes = tuple(int(c) for c in raw)
         object.__setattr__(self, "text", self.text.strip())
-        object.__setattr__(self, "codes", tuple(codes))
+        object.__setattr__(self, "codes", codes)
 
     @classmethod
     def from_columns(cls, text: Any, codes: Any) -> Reference | None:
@@ -114,9 +122,9 @@ class Reference:
             raise ReferenceInputError("column 'reference_text' is set but 'reference_codes' is empty")
         return cls(text if isinstance(text, str) else "", codes)
 
-    @property
+    @functools.cached_property
     def speech(self) -> str:
-        """The codes as Llasa speech tokens, in order: ``<|s_N|>...``."""
+        """The codes as Llasa speech tokens, in order: ``<|s_N|>...`` (built once per reference)."""
         return "".join(SPEECH_TOKEN_FORMAT.format(c) for c in self.codes)
 
 

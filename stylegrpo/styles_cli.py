@@ -35,8 +35,10 @@ def print_table(catalog: Catalog) -> None:
     table.add_column("phrase (used by `say`)")
     table.add_column("descriptions", justify="right")
     table.add_column("acoustic targets")
+    table.add_column("names who speaks")  # identity: true (a reference speaker's voice contradicts it)
     for s in catalog:
-        table.add_row(s.name, s.phrase, str(len(s.descriptions)), format_targets(dict(s.targets)))
+        identity = "yes" if s.identity else ""
+        table.add_row(s.name, s.phrase, str(len(s.descriptions)), format_targets(dict(s.targets)), identity)
     Console().print(table)
 
 

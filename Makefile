@@ -41,10 +41,11 @@ sysdeps:
 # The main job on the embedded defaults, offline, on CPU with the tiny twins of every model.
 # Each step is a plain `stylegrpo` command: copy them to run your own data and the real models.
 demo: install
-	$(SG) styles
+	$(SG) styles --check
 	$(SG) build --out $(OUT)/dataset --overwrite
 	$(SG) train --config training/recipes/tiny.yaml --dataset_path $(OUT)/dataset --output-dir $(OUT)/train --overwrite
-	# 4 texts per style (88 clips): the real DNSMOS quality judge costs ~0.4 s of CPU a clip; eval's default is 16
+# (a make comment, not echoed) 4 texts per style (88 clips): the real DNSMOS judge costs ~0.4 s of CPU a clip;
+# eval's default is 16
 	$(SG) eval --preset tiny --adapter $(OUT)/train/adapter --dataset $(OUT)/dataset --training-dir $(OUT)/train --out $(OUT)/eval --n-per-style 4 --overwrite
 	$(SG) say --preset tiny --adapter $(OUT)/train/adapter --style whispering "Hello there." -o $(OUT)/hello.wav --overwrite
 	@echo; echo "Report: $(abspath $(OUT))/eval/report.html  (tiny random models: plumbing, not quality)"

@@ -299,18 +299,20 @@ def build_dataset(config: BuildConfig) -> BuildResult:
         ]
     renderer = PromptRenderer(catalog.template, [d for s in styles for d in s.descriptions])
 
-    from tqdm.auto import tqdm
+    from stylegrpo.console import progress_bar
 
     total_bytes = sum(s.size for s in sources)
     disable = None if config.progress is None else not config.progress
-    with tqdm(total=total_bytes or None, unit="B", unit_scale=True, desc="reading", disable=disable) as bar:
+    with progress_bar(
+        total=total_bytes or None, unit="B", unit_scale=True, desc="reading", disable=disable
+    ) as bar:
         reader = Reader(sources, config.read, advance=bar.update)
         with atomic_output_dir(config.out, config.overwrite, command="build", inputs=inputs) as tmp:
             result = _build_into(tmp, config, styles, renderer, reader, test_size, references)
             card.write_card(tmp, config, catalog, result)
     result.out = Path(config.out)
     result.seconds = time.perf_counter() - start
-    log.info("built %s in %.1f s", config.out, result.seconds)
+    log.debug("built %s in %.1f s", config.out, result.seconds)  # the CLI prints the summary
     return result
 
 

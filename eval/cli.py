@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
-from stylegrpo import argtypes
+from stylegrpo import argtypes, console
 from stylegrpo.audio import CODEC_TOKENS_PER_SECOND
 from stylegrpo.errors import StyleGRPOError
-from stylegrpo.llasa import check_adapter_folder, check_adapter_styles
+from stylegrpo.llasa import adapter_dataset, check_adapter_folder, check_adapter_styles
 from stylegrpo.outputs import check_not_input, output_lock
 from stylegrpo.presets import MODEL_FIELDS, add_model_arguments, preset_from_args
-from stylegrpo.styles import default_styles_path, load_catalog
+from stylegrpo.styles import control_marker_problem, default_styles_path, load_catalog
 from stylegrpo.styles_cli import add_styles_argument
 
 from .run import DEFAULT_N_PER_STYLE, DEFAULT_SEED
@@ -27,7 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     src = parser.add_mutually_exclusive_group()
     src.add_argument(
-        "--dataset", metavar="DIR", help="prompt dataset from `stylegrpo build`: its test split's texts"
+        "--dataset",
+        metavar="DIR",
+        help="prompt dataset from `stylegrpo build`: its test split's texts (default with --adapter: the "
+        "dataset its recipe.yaml records)",
     )
     src.add_argument("--texts", metavar="FILE", help="UTF-8 file with one text to speak per line")
     parser.add_argument(
@@ -79,6 +83,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--overwrite", action="store_true", help="discard an existing --out folder and start over"
     )
     parser.add_argument(
+        "--speaker",
+        metavar="WAV",
+        help="speak every clip in the voice of this reference clip (as `say --speaker`), except the styles that "
+        "name who speaks (identity: true); adds the speaker similarity to the reference per style",
+    )
+    parser.add_argument(
+        "--speaker-text",
+        metavar="TEXT",
+        help="the words spoken in the --speaker clip (default: transcribed by the preset's ASR judge)",
+    )
+    parser.add_argument(
         "--training-dir",
         metavar="DIR",
         help="training output folder: plot its per-style reward curves (trainer_state.json)",
@@ -90,11 +105,17 @@ def run(args: argparse.Namespace) -> int:
     from .report import TINY_WARNING
     from .run import EvalSettings, read_dataset_texts, read_texts_file, run_eval, select_texts
 
+    if args.adapter and not args.dataset and not args.texts:
+        check_adapter_folder(args.adapter)
+        dataset, recipe = adapter_dataset(args.adapter)  # the adapter's own training data (its test split)
+        args.dataset = str(dataset)
+        console.note(f"texts: the test split of {dataset}, the dataset recorded in {recipe}")
     inputs = [
         ("--dataset", args.dataset),
         ("--texts", args.texts),
         ("--adapter", args.adapter),
         ("--training-dir", args.training_dir),
+        ("--speaker", args.speaker),
         ("--styles", args.styles or default_styles_path()),
         *((f"--{f}", getattr(args, f, None)) for f in MODEL_FIELDS),
     ]
@@ -113,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
         check_adapter_folder(args.adapter)  # named: a missing folder, a missing or broken adapter_config.json
     if args.training_dir and not Path(args.training_dir).exists():
         raise StyleGRPOError(f"--training-dir {args.training_dir}: not found")
+    speaker, speaker_text = _speaker(args)
     settings = EvalSettings(
         out=Path(args.out),
         catalog=load_catalog(args.styles),
@@ -130,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         training_dir=Path(args.training_dir) if args.training_dir else None,
         styles=[s.strip() for s in args.only_styles.split(",") if s.strip()] if args.only_styles else [],
+        speaker=speaker,
+        speaker_text=speaker_text,
     )
     if settings.adapter is not None:
         for s in settings.style_names:
@@ -138,11 +162,13 @@ def run(args: argparse.Namespace) -> int:
     with output_lock(settings.out):  # a second eval into the same --out is refused while this one runs
         result = run_eval(settings)
     rows, flags = result.metrics["rows"], result.metrics["flags"]
+    console.summarize_repeats()  # the results end the output
     print(
         f"{'resumed' if result.resumed else 'new'} eval: {result.synthesized} clips synthesized, "
         f"{result.scored} scored, in {result.out}"
     )
-    for name in ("style_correct", "clap_similarity", "cer", "whisper_nll", "target_score"):
+    names = ("style_correct", "clap_similarity", "cer", "whisper_nll", "target_score")
+    for name in (*names, "speaker_similarity") if speaker is not None else names:
         parts = []
         for model in (BASE, ADAPTER):
             r = find_row(rows, OVERALL, model, name)
@@ -156,6 +182,25 @@ def run(args: argparse.Namespace) -> int:
         worse = "worse" if f.get("severity") == "clear" else "possibly worse"
         print(f"  FLAG {f['style']}: intelligibility {worse} ({'; '.join(f['reasons'])})")
     if result.metrics.get("tiny"):
-        print(f"  note: {TINY_WARNING}")
+        console.note(f"  note: {TINY_WARNING}")
     print(f"report: {result.out / 'report.html'}")
     return 0
+
+
+def _speaker(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """``--speaker``'s clip (read, trimmed, checked: one line naming the file) and ``--speaker-text``."""
+    if args.speaker_text is not None and not args.speaker:
+        raise StyleGRPOError("--speaker-text is the transcript of a --speaker clip; give --speaker WAV too")
+    if not args.speaker:
+        return None, None
+    text = None
+    if args.speaker_text is not None:
+        text = args.speaker_text.strip()
+        if not text:
+            raise StyleGRPOError("--speaker-text is empty: give the words spoken in the reference clip")
+        problem = control_marker_problem(text)
+        if problem:
+            raise StyleGRPOError(f"--speaker-text: the reference transcript {problem}")
+    from stylegrpo.reference import load_reference_audio
+
+    return load_reference_audio(args.speaker), text

@@ -270,5 +270,5 @@ def write_results(
         tiny=tiny,
     )
     atomic_write_bytes(out / REPORT_NAME, page.encode("utf-8"))
-    log.info("wrote %s", out / REPORT_NAME)
+    log.debug("wrote %s", out / REPORT_NAME)  # the CLI prints it
     return metrics

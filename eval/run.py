@@ -56,6 +56,7 @@ DEFAULT_N_PER_STYLE = (
 DEFAULT_SEED = 0  # fixed: the same command gives the same clips
 SCORE_CHUNK = 32  # clips scored (and their records saved) together: an interruption loses at most this many
 MIN_SPEECH_S = 0.1  # less detected speech than this (or no speech token at all) counts as "no speech"
+SPEAKER_ID = "speaker"  # the speaker_id of `eval --speaker`'s reference voice in the records
 
 
 @dataclass
@@ -79,6 +80,11 @@ class EvalSettings:
     # reference speakers: speaker_id -> its 16 kHz reference waveform; a record whose "speaker_id" is here
     # gets speaker_similarity (speaker judge cosine to that reference), every other record NaN
     references: dict[str, np.ndarray] = field(default_factory=dict)
+    # `eval --speaker`: one reference voice (a stylegrpo.reference.ReferenceAudio) for every clip of every
+    # style that does not name who speaks (identity styles are spoken without it), and its transcript
+    # (None: transcribed by the preset's ASR judge before synthesis)
+    speaker: Any = None
+    speaker_text: str | None = None
 
     @property
     def style_names(self) -> list[str]:
@@ -189,6 +195,7 @@ def identity(settings: EvalSettings) -> dict[str, Any]:
     cat = settings.catalog
     p = settings.preset
     ident = {
+        **({"speaker": _speaker_identity(settings)} if settings.speaker is not None else {}),
         "record_format": RECORD_FORMAT,
         "models": {f: getattr(p, f) for f in MODEL_FIELDS},
         "max_new_tokens": settings.gen_max_new_tokens,
@@ -338,7 +345,7 @@ def synthesize_missing(
     make_synthesizer: Callable[[], Any] | None = None,
 ) -> int:
     """Synthesize every clip that has no record yet; return how many were made."""
-    from tqdm.auto import tqdm
+    from stylegrpo.console import progress_bar
 
     todo = [u for u in units if any(work.load(c) is None for c in u.clip_ids())]
     n_clips = sum(len(u.pairs) for u in todo)
@@ -347,18 +354,23 @@ def synthesize_missing(
         return 0
     log.info("synthesis: %d clips to make (%d batches)", n_clips, len(todo))
     synth = make_synthesizer() if make_synthesizer else _synthesizer(settings)
+    reference = _encode_speaker(settings, synth) if settings.speaker is not None else None
     made = 0
     try:
-        with tqdm(total=n_clips, desc="synthesizing", unit="clip") as bar:
+        with progress_bar(total=n_clips, desc="synthesizing", unit="clip") as bar:
             for u in todo:
                 # the style's phrase is the description: the prompt comes from the catalog's one template
                 phrases = [settings.catalog.get(style).phrase for style, _ in u.pairs]
                 texts = [settings.texts[item] for _, item in u.pairs]
+                refs = [  # identity styles name who speaks: no reference voice for them
+                    None if getattr(settings.catalog.get(style), "identity", False) else reference
+                    for style, _ in u.pairs
+                ]
                 ctx = synth.adapter_disabled() if (u.model == BASE and settings.adapter) else nullcontext()
                 with ctx:
-                    clips = synth.synthesize(texts, phrases, seed=u.seed, progress=False)
-                for pos, ((style, item), phrase, clip) in enumerate(
-                    zip(u.pairs, phrases, clips, strict=True)
+                    clips = synth.synthesize(texts, phrases, seed=u.seed, progress=False, references=refs)
+                for pos, ((style, item), phrase, clip, ref) in enumerate(
+                    zip(u.pairs, phrases, clips, refs, strict=True)
                 ):
                     cid = clip_id(style, item, u.model)
                     if work.load(cid) is not None:
@@ -381,6 +393,7 @@ def synthesize_missing(
                             "truncated": bool(clip.truncated),
                             "num_samples": int(wav.size),
                             "duration_s": wav.size / SAMPLE_RATE,
+                            "speaker_id": SPEAKER_ID if ref is not None else "",
                         }
                     )
                     made += 1
@@ -403,7 +416,33 @@ def _synthesizer(settings: EvalSettings) -> Any:
         merge=False,
         batch_size=settings.gen_batch_size,
         max_new_tokens=settings.gen_max_new_tokens,
+        encoder=settings.speaker is not None,  # the reference voice is encoded with the codec's encoder
     )
+
+
+def _speaker_identity(settings: EvalSettings) -> dict[str, Any]:
+    """What identifies `--speaker`'s voice in eval_config.json: the prepared clip's samples and the transcript."""
+    wav = np.ascontiguousarray(settings.speaker.wav, dtype=np.float32)
+    return {
+        "source": settings.speaker.source,
+        "sha256": hashlib.sha256(wav.tobytes()).hexdigest(),
+        "text": settings.speaker_text,
+    }
+
+
+def _encode_speaker(settings: EvalSettings, synth: Any) -> Any:
+    """`--speaker`'s reference (transcript + codes): transcribed when no text was given, then encoded."""
+    from stylegrpo.llasa import check_reference_codes
+    from stylegrpo.reference import transcribe_reference
+
+    text = settings.speaker_text
+    if text is None:
+        from stylegrpo.scorers.asr import AsrScorer
+
+        text = transcribe_reference(AsrScorer(settings.preset.asr, device=synth.device), settings.speaker)
+    reference = synth.encode_reference(settings.speaker, text)
+    check_reference_codes(synth.tokenizer, reference, settings.speaker.source)
+    return reference
 
 
 def _free_memory() -> None:
@@ -439,7 +478,13 @@ class Judges:
         self.candidates = candidates_from_catalog(settings.catalog)  # every catalog style competes
         self.names = list(self.candidates)
         self.speaker = SpeakerScorer(p.wavlm, device, **kw)  # loads only when a record has a reference
+        from stylegrpo.scorers.judges import build_judge
+
+        # the second style judge (the style_classifier reward's default); loads only for styles with labels
+        self.classifier = build_judge("ast:tiny:ast" if p.random_weights else "ast", device=device, **kw)
         self.references = dict(settings.references)
+        if settings.speaker is not None:  # `--speaker`: the clips are compared with the reference clip itself
+            self.references[SPEAKER_ID] = np.asarray(settings.speaker.wav, dtype=np.float32)
         self._reference_embeddings: dict[str, np.ndarray] = {}
 
     def score(self, records: Sequence[dict], wavs: Sequence[np.ndarray], catalog: Catalog) -> list[dict]:
@@ -456,6 +501,7 @@ class Judges:
         targets = [dict(catalog.get(r["style"]).targets) for r in records]
         quality = self.quality.scores(wavs)
         speaker = self.speaker_similarity(records, wavs)
+        classifier = self.classifier_scores(records, wavs, catalog)
         out = []
         for k, r in enumerate(records):
             own = self.names.index(r["style"])
@@ -487,10 +533,22 @@ class Judges:
                     **_quality_dict(quality[k], catalog.get(r["style"]).quality, no_speech),
                     "no_speech": bool(no_speech),
                     "speaker_similarity": math.nan if no_speech else float(speaker[k]),
+                    "classifier_prob": math.nan if no_speech else float(classifier[k]),
                     "scored": True,  # the record is complete (resume skips it)
                 }
             )
         return out
+
+    def classifier_scores(
+        self, records: Sequence[dict], wavs: Sequence[np.ndarray], catalog: Catalog
+    ) -> np.ndarray:
+        """The second style judge's score of each clip for its own style (the AudioSet classifier: the
+        probability of the style's classifier_labels); NaN for a style without labels."""
+        from stylegrpo.scorers.judges import own_style_scores
+
+        styles = [catalog.get(name) for name in dict.fromkeys(r["style"] for r in records)]
+        scores = self.classifier.style_scores(wavs, styles)
+        return own_style_scores(scores, styles, [r["style"] for r in records])
 
     def speaker_similarity(self, records: Sequence[dict], wavs: Sequence[np.ndarray]) -> np.ndarray:
         """Cosine of each clip's speaker embedding with its record's reference speaker (``speaker_id`` in
@@ -537,14 +595,14 @@ def score_missing(
     settings: EvalSettings, work: Workdir, cids: Sequence[str], judges: Judges | None = None
 ) -> int:
     """Score every clip whose record has no scores; return how many were scored."""
-    from tqdm.auto import tqdm
+    from stylegrpo.console import progress_bar
 
     todo = [c for c in cids if not (work.load(c) or {}).get("scored")]
     if not todo:
         log.info("scoring: all %d clips already scored", len(cids))
         return 0
     judges = judges or Judges(settings)
-    with tqdm(total=len(todo), desc="scoring", unit="clip") as bar:
+    with progress_bar(total=len(todo), desc="scoring", unit="clip") as bar:
         for start in range(0, len(todo), SCORE_CHUNK):
             chunk = todo[start : start + SCORE_CHUNK]
             records = [work.load(c) for c in chunk]
@@ -582,6 +640,7 @@ def report_config(settings: EvalSettings) -> dict[str, Any]:
         "seed": settings.seed,
         "styles": [{"name": s, "phrase": settings.catalog.get(s).phrase} for s in settings.style_names],
         "stylegrpo_version": __version__,
+        **({"speaker": settings.speaker.source} if settings.speaker is not None else {}),
     }
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import logging
 import signal
 import sys
 import threading
@@ -38,13 +37,43 @@ def _parser(command: str | None) -> argparse.ArgumentParser:
         description="Teach a Llasa TTS model many speaking styles with GRPO and one LoRA.",
     )
     parser.add_argument("--version", action="version", version=f"stylegrpo {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    add_verbosity_arguments(parser)
+    # -v/-q also work after the subcommand (`stylegrpo say -q ...`); SUPPRESS keeps one given before it
+    common = argparse.ArgumentParser(add_help=False)
+    add_verbosity_arguments(common, default=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_)
+        p = sub.add_parser(name, help=help_, description=help_, parents=[common])
         if name == command:
             importlib.import_module(module).add_arguments(p)
     return parser
+
+
+def add_verbosity_arguments(parser: argparse.ArgumentParser, default: object = False) -> None:
+    """``-v``/``-q``: the console policy of stylegrpo.console (normal when neither is given)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default,
+        help="also show debug lines, timestamps, library warnings and bars, each repeated warning",
+    )
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default,
+        help="for scripts: only errors and the result lines (no bars, notes or warnings)",
+    )
+
+
+def verbosity_of(args: argparse.Namespace) -> int:
+    from . import console
+
+    if getattr(args, "quiet", False):
+        return console.QUIET
+    return console.VERBOSE if getattr(args, "verbose", False) else console.NORMAL
 
 
 class Terminated(KeyboardInterrupt):
@@ -77,24 +106,27 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     args = _parser(command if command in COMMANDS else None).parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    module = importlib.import_module(COMMANDS[args.command][0])
-    try:
-        with sigterm_as_interrupt():
-            return int(module.run(args) or 0)
-    except StyleGRPOError as e:
-        print(f"stylegrpo {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except Terminated:
-        print(f"stylegrpo {args.command}: terminated (SIGTERM)", file=sys.stderr)
-        return SIGTERM_EXIT
-    except KeyboardInterrupt:
-        print(f"stylegrpo {args.command}: interrupted", file=sys.stderr)
-        return INTERRUPT_EXIT
+    return run_command(args.command, COMMANDS[args.command][0], args)
+
+
+def run_command(command: str, module_name: str, args: argparse.Namespace) -> int:
+    """Run one subcommand under the console policy (stylegrpo.console); a user's mistake is one line, exit 2."""
+    from . import console
+
+    with console.session(verbosity_of(args)):
+        try:
+            module = importlib.import_module(module_name)
+            with sigterm_as_interrupt():
+                return int(module.run(args) or 0)
+        except StyleGRPOError as e:
+            print(f"stylegrpo {command}: error: {e}", file=sys.stderr)
+            return 2
+        except Terminated:
+            print(f"stylegrpo {command}: terminated (SIGTERM)", file=sys.stderr)
+            return SIGTERM_EXIT
+        except KeyboardInterrupt:
+            print(f"stylegrpo {command}: interrupted", file=sys.stderr)
+            return INTERRUPT_EXIT
 
 
 if __name__ == "__main__":

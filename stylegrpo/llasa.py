@@ -341,6 +341,48 @@ def check_adapter_styles(
         )
 
 
+ADAPTER_RECIPE = "recipe.yaml"  # the resolved recipe `stylegrpo train` writes beside the final adapter
+
+
+def adapter_dataset(adapter: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """(dataset folder, recipe file): the prompt dataset an adapter was trained on, as its ``recipe.yaml``
+    records it (``dataset_path``). A relative path is read against the folder training ran in, found from the
+    recorded ``output_dir`` (the adapter's parent folder); else against the current folder. Refuses, naming
+    the recipe, when there is no recipe, it names no dataset, or that folder no longer exists."""
+    from .yamlload import load_yaml, to_plain
+
+    folder = Path(adapter)
+    recipe = folder / ADAPTER_RECIPE
+    hint = "pass --dataset DIR (or --texts FILE)"
+    try:
+        text = recipe.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise StyleGRPOError(
+            f"--adapter {folder}: no {ADAPTER_RECIPE} beside it to say which dataset it was trained on; {hint}"
+        ) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise StyleGRPOError(f"{recipe}: cannot read the adapter's recipe ({clip(str(e))}); {hint}") from None
+    data = to_plain(load_yaml(text, recipe))
+    raw = data.get("dataset_path") if isinstance(data, dict) else None
+    if not isinstance(raw, str) or not raw.strip():
+        raise StyleGRPOError(f"{recipe}: records no dataset_path; {hint}")
+    path = Path(raw)
+    if not path.is_absolute():
+        out = data.get("output_dir")
+        base = Path.cwd()
+        if isinstance(out, str) and out and not Path(out).is_absolute():
+            trained_in = folder.resolve().parent  # the training output folder holding this adapter
+            parts = Path(out).parts
+            if len(trained_in.parts) > len(parts) and trained_in.parts[-len(parts) :] == parts:
+                base = Path(*trained_in.parts[: -len(parts)])
+        path = base / path
+    if not path.is_dir():
+        raise StyleGRPOError(
+            f"{recipe}: the adapter's training dataset {path} (dataset_path: {quote(raw)}) no longer exists; {hint}"
+        )
+    return path, recipe
+
+
 def _load_adapter(model: Any, adapter: str | os.PathLike[str], merge: bool) -> Any:
     from peft import PeftModel
 
@@ -435,7 +477,8 @@ def generate(
     ``progress`` None shows a bar when there are several batches.
     """
     import torch
-    from tqdm.auto import tqdm
+
+    from .console import progress_bar
 
     if max_new_tokens < 1:
         raise StyleGRPOError(f"max_new_tokens must be at least 1 (got {max_new_tokens})")
@@ -452,7 +495,7 @@ def generate(
     device = next(model.parameters()).device
     results: list[Generation] = []
     n_batches = math.ceil(len(ids) / batch_size) if ids else 0
-    bar = tqdm(
+    bar = progress_bar(
         total=len(ids),
         desc="generating",
         unit="prompt",

@@ -7,7 +7,7 @@ import csv
 import os
 from pathlib import Path
 
-from . import argtypes
+from . import argtypes, console
 from .audio import CODEC_TOKENS_PER_SECOND, write_wav
 from .errors import StyleGRPOError
 from .llasa import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, check_adapter_folder, check_adapter_styles
@@ -198,7 +198,7 @@ def _run(args: argparse.Namespace) -> int:
         max_new_tokens = int(round(args.max_seconds * CODEC_TOKENS_PER_SECOND)) + 1  # +1: the end token
     tune_cpu_threads(preset, args.device)
     if preset.random_weights:
-        print(
+        console.note(
             f"note: preset {preset.name!r} uses tiny models with RANDOM weights: the audio is noise-like; "
             "it proves the pipeline only. Use --preset llasa-1b for real speech."
         )
@@ -301,6 +301,8 @@ def _reference(args, catalog, preset, synth, audio, texts, phrase):
 
 def _warn_clip(clip, prefix: str = "") -> None:
     if not clip.codes:
-        print(f"warning: {prefix}the model wrote no speech tokens; the wav is empty")
+        console.note(f"warning: {prefix}the model wrote no speech tokens; the wav is empty")
     elif clip.truncated:
-        print(f"warning: {prefix}the speech reached the length cap before it ended; raise --max-seconds")
+        console.note(
+            f"warning: {prefix}the speech reached the length cap before it ended; raise --max-seconds"
+        )

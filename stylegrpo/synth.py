@@ -180,7 +180,7 @@ class Synthesizer:
         ``seed`` makes the result reproducible (same texts, descriptions, seed and batch size -> same
         audio); None samples freshly. ``progress`` None shows a bar when there are several batches.
         """
-        from tqdm.auto import tqdm
+        from .console import progress_bar
 
         texts = list(texts)
         for i, t in enumerate(texts):
@@ -197,7 +197,7 @@ class Synthesizer:
         clips: list[Clip] = []
         n = len(prompts)
         show = (n > self.batch_size) if progress is None else progress
-        bar = tqdm(total=n, desc="synthesizing", unit="text", disable=not show)
+        bar = progress_bar(total=n, desc="synthesizing", unit="text", disable=not show)
         for k, start in enumerate(range(0, n, self.batch_size)):
             chunk = prompts[start : start + self.batch_size]
             gens = generate(

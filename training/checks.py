@@ -133,8 +133,11 @@ def apply_overlong_rule(dataset: Any, catalog: Any, max_completion_length: int |
         max_completion_length,
         CODEC_TOKENS_PER_SECOND,
     )
+    # the per-style table explains a drop or a refusal; with nothing to drop (or kept anyway, the warning
+    # below names the counts) it is detail for -v
+    detail = logging.INFO if report.n_overlong and rule != "keep" else logging.DEBUG
     for line in report.lines():
-        log.info("%s", line)
+        log.log(detail, "%s", line)
     if report.n_overlong == 0:
         return dataset
     counts = ", ".join(f"{s} {n}" for s, n in sorted(report.overlong.items()))

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from stylegrpo import console
 from stylegrpo.argtypes import MAX_SEED
 from stylegrpo.errors import StyleGRPOError, clip, quote
 from stylegrpo.outputs import check_not_input, output_lock
@@ -275,6 +276,7 @@ def run(args: argparse.Namespace) -> int:
             held.enter_context(output_lock(training_args.output_dir))
         adapter = main(script_args, training_args, model_args, recipe=recipe, overwrite=args.overwrite)
     if training_args.process_index == 0:
+        console.summarize_repeats()  # the result ends the output
         print(f"adapter written to {adapter}")
     return 0
 
@@ -284,25 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="stylegrpo train", description="train one LoRA for all styles with GRPO"
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    from stylegrpo.cli import add_verbosity_arguments, run_command
+
+    add_verbosity_arguments(parser)  # -v/-q: the same console policy as `stylegrpo train`
     add_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    from stylegrpo.cli import SIGTERM_EXIT, Terminated, sigterm_as_interrupt
-
-    try:
-        with sigterm_as_interrupt():
-            return run(args)
-    except StyleGRPOError as e:
-        print(f"stylegrpo train: error: {e}", file=sys.stderr)
-        return 2
-    except Terminated:
-        print("stylegrpo train: terminated (SIGTERM)", file=sys.stderr)
-        return SIGTERM_EXIT
+    return run_command("train", __name__, args)
 
 
 if __name__ == "__main__":

@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from stylegrpo.errors import StyleGRPOError, quote
+from stylegrpo.llasa import ADAPTER_RECIPE
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DATASET = "data/prompts"  # where `stylegrpo build` writes by default
 ADAPTER_DIRNAME = "adapter"  # the final adapter inside output_dir
-RECIPE_FILENAME = "recipe.yaml"
+RECIPE_FILENAME = ADAPTER_RECIPE  # eval reads its dataset_path back (stylegrpo.llasa.adapter_dataset)
 STYLES_FILENAME = "styles.yaml"
 REQUIRED_COLUMNS = ("prompt", "text", "style", "description")
 DEFAULT_REWARDS = ("style", "style_contrastive", "cer", "acoustic")  # whisper_nll is opt-in (memory, time)
@@ -564,6 +565,6 @@ def save_adapter(
             final.rename(old)
         staging.rename(final)
         shutil.rmtree(old, ignore_errors=True)
-        log.info("adapter written to %s", final)
+        log.debug("adapter written to %s", final)  # the CLI prints it
     acc.wait_for_everyone()
     return final

@@ -132,7 +132,7 @@ class LazyScorer:
             from ..tiny import resolve_model
 
             path = resolve_model(self.spec)
-            log.info("%s: loading %s on %s", type(self).__name__, self.spec, self.device)
+            log.debug("%s: loading %s on %s", type(self).__name__, self.spec, self.device)  # -v: detail
             self._load(path)
             self._loaded = True
 

@@ -125,7 +125,7 @@ class AsrScorer(LazyScorer):
         nemo_file = _find_nemo_file(path)
         if nemo_file is not None:  # a tiny:parakeet-nemo folder, or a .nemo file, is NeMo either way
             self.backend = "nemo"
-        log.info("AsrScorer: loading %s (%s backend) on %s", self.spec, self.backend, self.device)
+        log.debug("AsrScorer: loading %s (%s backend) on %s", self.spec, self.backend, self.device)
         if self.backend == "nemo":
             self._load_nemo(nemo_file or path)
         else:

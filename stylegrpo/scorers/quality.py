@@ -188,7 +188,7 @@ class QualityScorer(LazyScorer):
         if self._loaded:
             return
         self._folder = model_folder(self.spec)
-        log.info("QualityScorer: loading DNSMOS from %s", self._folder)
+        log.debug("QualityScorer: loading DNSMOS from %s", self._folder)
         self._p835 = self._session(self._folder / P835_FILE)
         if self._auto_batch and "CUDAExecutionProvider" not in self._p835.get_providers():
             self.batch_size = CPU_WINDOWS_PER_RUN

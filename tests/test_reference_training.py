@@ -152,3 +152,14 @@ def test_references_that_leave_no_room_for_the_completion_are_refused(demo, tmp_
         StyleGRPOError, match=r"prompt\(s\) with a reference speaker .* exceeds Llasa's 2048-token"
     ):
         build_trainer(s, t, m)
+
+
+def test_identity_styles_with_a_reference_are_logged(demo, tmp_path, caplog):
+    styles, rows = demo
+    marked = tmp_path / "styles.yaml"
+    text = Path(styles).read_text()
+    marked.write_text(text.replace("  - name: voiced\n", "  - name: voiced\n    identity: true\n", 1))
+    with caplog.at_level("WARNING"):
+        load_prompt_dataset(str(write(tmp_path, rows)), "train", load_catalog(marked))
+    n = sum(1 for r in rows if r["style"] == "voiced" and r["reference_codes"])
+    assert n and f"{n} row(s) pair a reference speaker with a style that names who speaks" in caplog.text

@@ -261,3 +261,52 @@ def test_eval_speaker_similarity_per_style_base_vs_adapter(tmp_path, catalog):
     assert rows[("calm", ADAPTER)]["diff_mean"] > 0  # the adapter's clips are the reference voice
     assert rows[("fast", ADAPTER)]["diff_mean"] == pytest.approx(0.0, abs=1e-6)  # the same clips both sides
     assert rows[("fast", BASE)]["n"] == 3  # the clip without a reference is left out
+
+
+def test_eval_with_a_reference_voice(tmp_path, speak, capsys):
+    """`eval --speaker`: every clip of a non-identity style is spoken after the reference (its transcript in
+    the prompt) and gets a speaker similarity; identity styles are spoken without it (NaN)."""
+    import json
+
+    import soundfile as sf
+
+    from stylegrpo.cli import main
+
+    styles = tmp_path / "styles.yaml"
+    styles.write_text(
+        CATALOG_YAML + "  - name: child\n    phrase: a child speaking\n    descriptions: [a child]\n"
+        "    identity: true\n"
+    )
+    texts = tmp_path / "texts.txt"
+    texts.write_text("Good morning, everyone.\nPlease close the door.\n")
+    ref = tmp_path / "ref.wav"
+    sf.write(ref, speak("The garden is quiet this morning.", "-v", "en+f3"), SAMPLE_RATE)
+    out = tmp_path / "eval"
+    argv = ["eval", "--preset", "tiny", "--device", "cpu", "--styles", str(styles), "--texts", str(texts)]
+    argv += ["--max-seconds", "1", "--out", str(out), "--speaker", str(ref)]
+    argv += ["--speaker-text", "The garden is quiet this morning."]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert "speaker_similarity" in capsys.readouterr().out
+    records = [json.loads(p.read_text()) for p in sorted((out / "records").glob("*.json"))]
+    assert len(records) == 6
+    for r in records:
+        if r["style"] == "child":
+            assert r["speaker_id"] == "" and r["speaker_similarity"] is None  # NaN, saved as null
+            assert "The garden is quiet" not in r["prompt"]
+        else:
+            assert r["speaker_id"] == "speaker" and "The garden is quiet this morning. " in r["prompt"]
+            assert r["no_speech"] or -1.0 <= r["speaker_similarity"] <= 1.0
+    rows = json.loads((out / "metrics.json").read_text())["rows"]
+    sim = {r["style"]: r for r in rows if r["metric"] == "speaker_similarity" and r["model"] == "base"}
+    assert sim["child"]["n"] == 0 and sim["calm"]["n"] + sim["fast"]["n"] > 0
+    config = json.loads((out / "eval_config.json").read_text())
+    assert config["identity"]["speaker"]["text"] == "The garden is quiet this morning."
+    # another reference voice is another eval: the folder is not resumed with it
+    sf.write(ref, speak("Another voice entirely here.", "-v", "en+m7"), SAMPLE_RATE)
+    assert main(argv) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    # bad input: a silent reference is one line naming the file, nothing written
+    sf.write(ref, np.zeros(2 * SAMPLE_RATE, np.float32), SAMPLE_RATE)
+    assert main([*argv[:-4], "--out", str(tmp_path / "e2"), "--speaker", str(ref)]) == 2
+    err = capsys.readouterr().err
+    assert "ref.wav" in err and "silent" in err and not (tmp_path / "e2").exists()

@@ -4,7 +4,7 @@ Llasa clones a voice when the prompt carries a reference: its transcript before 
 TEXT_UNDERSTANDING markers and its XCodec2 codes after ``<|SPEECH_GENERATION_START|>`` (see
 ``styles.Reference`` and ``PromptTemplate.render``). This module turns a wav file into such a reference:
 
-1. read it (any sample rate, any channel count) as 16 kHz mono (``audio.read_wav``);
+1. read its first ``MAX_READ_SECONDS`` (any sample rate, any channel count) as 16 kHz mono;
 2. trim leading and trailing silence (20 ms frames quieter than the clip's loud level minus
    ``acoustic.ACTIVITY_RANGE_DB``, or than ``acoustic.ACTIVITY_FLOOR_DBFS``; a ``TRIM_MARGIN_S`` margin kept);
 3. refuse a clip that is silent (no frame above ``SILENT_DBFS``) or shorter than ``MIN_REFERENCE_SECONDS``
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .audio import CODEC_TOKENS_PER_SECOND, SAMPLE_RATE, read_wav
+from .audio import CODEC_TOKENS_PER_SECOND, SAMPLE_RATE, resample
 from .errors import StyleGRPOError, clip
 from .scorers.acoustic import ACTIVITY_FLOOR_DBFS, ACTIVITY_RANGE_DB, LOUD_PERCENTILE
 from .scorers.hallucination import SILENCE_DBFS
@@ -41,6 +41,9 @@ MAX_REFERENCE_SECONDS = 15.0
 # Under a second of sound is a word or two: too little of a voice to continue in (and the budget check
 # would pass clips that carry no speaker at all).
 MIN_REFERENCE_SECONDS = 1.0
+# Only the start of a file is read (memory stays bounded for an hour-long recording): room for the 15 s
+# used and for up to 45 s of leading silence or noise before them.
+MAX_READ_SECONDS = 60.0
 SILENT_DBFS = SILENCE_DBFS  # no 20 ms frame above this (-50 dBFS; whispering is ~-40): the clip is silent
 TRIM_FRAME_S = 0.02  # silence is trimmed on a 20 ms grid (the acoustic judge's hop)
 TRIM_MARGIN_S = 0.1  # kept before the first and after the last sounding frame: word onsets and tails
@@ -70,13 +73,25 @@ def load_reference_audio(path: str | os.PathLike[str], option: str = "--speaker"
     if not p.is_file():
         raise ReferenceAudioError(f"{option} {p}: file not found (give a wav/flac/ogg file of the voice)")
     try:
-        wav = read_wav(p)
+        wav = _read_start(p, MAX_READ_SECONDS)
     except Exception as e:  # soundfile raises LibsndfileError/RuntimeError/TypeError for unreadable files
         raise ReferenceAudioError(
             f"{option} {p}: cannot read it as audio ({type(e).__name__}: {clip(str(e))}); give a wav, flac or "
             "ogg file"
         ) from None
     return prepare_reference_audio(wav, f"{option} {p}")
+
+
+def _read_start(path: Path, seconds: float) -> np.ndarray:
+    """The first ``seconds`` of an audio file as 16 kHz mono float32 (``audio.read_wav``'s conventions)."""
+    import soundfile as sf
+
+    with sf.SoundFile(str(path)) as f:
+        frames = min(f.frames, int(seconds * f.samplerate)) if f.frames > 0 else int(seconds * f.samplerate)
+        wav = f.read(frames, dtype="float32", always_2d=True)
+        if f.frames > frames:
+            log.info("%s: read the first %g s of %.0f s", path, seconds, f.frames / f.samplerate)
+        return resample(wav.mean(axis=1), f.samplerate, SAMPLE_RATE)
 
 
 def prepare_reference_audio(wav: np.ndarray, source: str = "reference") -> ReferenceAudio:

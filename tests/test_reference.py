@@ -257,6 +257,18 @@ def test_silence_is_trimmed_and_bad_clips_are_refused(speak):
     assert cut.cut and cut.seconds == MAX_REFERENCE_SECONDS
 
 
+def test_only_the_start_of_a_long_file_is_read(tmp_path):
+    from stylegrpo.reference import MAX_READ_SECONDS, load_reference_audio
+
+    path = tmp_path / "long.wav"
+    sr = 8000  # another rate: resampled after reading
+    wav = np.concatenate([np.zeros(50 * sr), _tone(4.0, sr=sr), np.zeros(40 * sr)]).astype(np.float32)
+    sf.write(str(path), np.stack([wav, wav], axis=1), sr)  # 94 s, stereo
+    audio = load_reference_audio(path)
+    assert audio.original_seconds == pytest.approx(MAX_READ_SECONDS)
+    assert audio.seconds == pytest.approx(4.0, abs=0.25) and not audio.cut  # the tone, its silence trimmed
+
+
 def test_token_budget(tokenizer):
     template = PromptTemplate()
     ref = Reference("The reference words.", [1] * 750)  # 15 s of codes

@@ -21,6 +21,8 @@ import pyarrow.compute as pc
 from stylegrpo.audio import CODEC_TOKENS_PER_SECOND
 from stylegrpo.errors import StyleGRPOError
 
+from .kernels import BMP, DROP, KEEP_CHAR, TO_DQUOTE, TO_HYPHEN, TO_QUOTE, TO_SPACE, TO_SPACED_HYPHEN, kernels
+
 log = logging.getLogger(__name__)
 
 LLASA_MAX_TOKENS = 2048  # Llasa's training sequence length (prompt + speech tokens); generation stops there
@@ -293,11 +295,42 @@ def _on_rows(arr: pa.Array, rows: np.ndarray, fn) -> pa.Array:
 
 
 def normalize(arr: pa.Array) -> pa.Array:
-    """Unicode NFKC, straight quotes and dashes, no invisible characters, single spaces, trimmed."""
+    """Unicode NFKC, straight quotes and dashes, no invisible characters, single spaces, trimmed.
+
+    Exactly ``_normalize_direct`` (NFKC and the six replacements on rows that are not plain printable
+    ASCII, then ``_fix_spaces``), in one compiled pass: NFKC (Arrow) only on the rows with a character
+    outside ``_stable_table()``; then every character is replaced as ``_action_table()`` says (the six
+    replacements are per character and none creates a character another one replaces), spaces collapsed
+    and trimmed on the way. Rows with a character beyond the Basic Multilingual Plane take the direct
+    path; rows that end or start with a non-ASCII character after that get Arrow's Unicode trim.
+    """
     if arr.type != pa.string():
         arr = arr.cast(pa.string())
     if arr.null_count:
         arr = pc.fill_null(arr, "")
+    if not len(arr):
+        return arr
+    k = kernels()
+    raw = arr
+    offsets, data = _byte_view(arr)
+    if offsets[-1] > offsets[0] and data[offsets[0] : offsets[-1]].max() >= 0xC0:  # a non-ASCII character
+        arr = _on_rows(arr, k.unstable_rows(offsets, data, _stable_table()), _nfkc)
+    offsets, data = _byte_view(arr)
+    new_offsets, new_data, beyond = k.rewrite(offsets, data, _action_table())
+    out = _from_buffers(new_offsets, new_data)
+    if len(new_data):
+        ends = new_offsets[1:] > new_offsets[:-1]
+        first = new_data[np.minimum(new_offsets[:-1], len(new_data) - 1)]
+        last = new_data[np.maximum(new_offsets[1:] - 1, 0)]
+        out = _on_rows(out, ends & ((first >= 0x80) | (last >= 0x80)) & ~beyond, pc.utf8_trim_whitespace)
+    if beyond.any():  # characters outside the action table (emoji, astral format characters)
+        mask = pa.array(beyond)
+        out = pc.replace_with_mask(out, mask, _normalize_direct(raw.filter(mask)))
+    return out
+
+
+def _normalize_direct(arr: pa.Array) -> pa.Array:
+    """The normalization of rows as the Arrow/numpy passes do it (see ``normalize``)."""
     offsets, data = _byte_view(arr)
     full = _rows_with(offsets, (data >= 127) | (data < 32)) > 0  # non-ASCII, control characters, tabs
     arr = _on_rows(arr, full, _normalize_full)
@@ -314,6 +347,52 @@ def normalize(arr: pa.Array) -> pa.Array:
     return _on_rows(arr, full | double | edge, _fix_spaces)
 
 
+def _from_buffers(offsets: np.ndarray, data: np.ndarray) -> pa.Array:
+    """A string array from int64 offsets (starting at 0) and its UTF-8 bytes."""
+    if len(data) >= 2**31:  # pragma: no cover - a batch is a few MB
+        return pa.LargeStringArray.from_buffers(
+            len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(data)
+        ).cast(pa.string())
+    return pa.StringArray.from_buffers(
+        len(offsets) - 1, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)
+    )
+
+
+@functools.cache
+def _action_table() -> np.ndarray:
+    """action[cp] for the Basic Multilingual Plane: what ``_normalize_full``'s six replacements do to that
+    character, in their order (odd whitespace -> space first, then invisible characters dropped, then
+    quotes, hyphens and long dashes), as RE2 matches the patterns."""
+    table = np.full(BMP, KEEP_CHAR, dtype=np.uint8)
+    for cps, action in (
+        (_SINGLE_QUOTE_CPS, TO_QUOTE),
+        (_DOUBLE_QUOTE_CPS, TO_DQUOTE),
+        (_HYPHEN_CPS, TO_HYPHEN),
+        (_LONG_DASH_CPS, TO_SPACED_HYPHEN),
+    ):
+        table[cps] = action
+    table[_bmp_matches(_INVISIBLE)] = DROP
+    table[_ODD_SPACE_CPS] = TO_SPACE
+    table[ord(" ")] = TO_SPACE
+    return table
+
+
+def _bmp_matches(pattern: str) -> np.ndarray:
+    """The BMP code points (no surrogates) that the RE2 pattern matches as a one-character string."""
+    cps = _bmp_code_points()
+    return cps[pc.match_substring_regex(_bmp_chars(), pattern).to_numpy(zero_copy_only=False)]
+
+
+@functools.cache
+def _bmp_code_points() -> np.ndarray:
+    return np.concatenate([np.arange(0, 0xD800), np.arange(0xE000, 0x10000)])  # no surrogates in UTF-8
+
+
+@functools.cache
+def _bmp_chars() -> pa.Array:
+    return pa.array([chr(c) for c in _bmp_code_points()], pa.string())
+
+
 @dataclass
 class TextStats:
     chars: np.ndarray  # characters per row
@@ -323,22 +402,6 @@ class TextStats:
     maybe_url: np.ndarray  # rows with ":", "@" or a "." directly followed by a letter
 
 
-# Per-row counts in one pass: each byte maps to a uint64 holding six 10-bit counters; one cumulative sum
-# and a difference per row give all six at once. Rows longer than _FIELD_MAX bytes could overflow a
-# counter and are recounted separately (they are far above the default --max-chars anyway).
-_FIELD_BITS = 10
-_FIELD_MAX = (1 << _FIELD_BITS) - 1
-_F_SPACE, _F_PUNCT, _F_SYMBOL, _F_MARKUP, _F_HIGH, _F_URL = range(6)
-_PACKED = np.zeros(256, dtype=np.uint64)
-for _b in range(256):
-    _c, _w = int(_CLASS[_b]), 0
-    _w += (_c == _SPACE) << (_FIELD_BITS * _F_SPACE)
-    _w += (_c == _PUNCT) << (_FIELD_BITS * _F_PUNCT)
-    _w += (_c in (_SYMBOL, _MARKUPISH)) << (_FIELD_BITS * _F_SYMBOL)
-    _w += (_c == _MARKUPISH) << (_FIELD_BITS * _F_MARKUP)
-    _w += (_c >= _HIGH) << (_FIELD_BITS * _F_HIGH)
-    _w += (_b in _URL_BYTES) << (_FIELD_BITS * _F_URL)
-    _PACKED[_b] = _w
 _IS_LETTER = _CLASS == _LETTER
 
 
@@ -350,23 +413,9 @@ def _dot_letters(offsets: np.ndarray, data: np.ndarray) -> np.ndarray:
     return dots[~row_start]
 
 
-def _packed_counts(offsets: np.ndarray, data: np.ndarray) -> np.ndarray:
-    """[6, rows] counts of spaces, punctuation, symbols, markup bytes, non-ASCII bytes, URL hints."""
-    n = len(offsets) - 1
-    if not len(data):
-        return np.zeros((6, n), dtype=np.int64)
-    weights = _PACKED[data]
-    weights[_dot_letters(offsets, data)] += np.uint64(1 << (_FIELD_BITS * _F_URL))
-    starts = offsets[:-1]
-    empty = offsets[1:] == starts
-    per_row = np.add.reduceat(weights, np.minimum(starts, len(data) - 1))
-    per_row[empty] = 0  # reduceat gives the element at the start for an empty range
-    shifts = (np.arange(6, dtype=np.uint64) * np.uint64(_FIELD_BITS))[:, None]
-    return ((per_row[None, :] >> shifts) & np.uint64(_FIELD_MAX)).astype(np.int64)
-
-
 def _exact_counts(offsets: np.ndarray, data: np.ndarray) -> np.ndarray:
-    """The same counts as _packed_counts, without a size limit (slower: one pass per counter)."""
+    """[6, rows] counts of spaces, punctuation, symbols, markup bytes, non-ASCII bytes, URL hints of ASCII
+    classes (one numpy pass per counter; the reference the compiled ``measure`` is tested against)."""
     cls = _CLASS[data]
     url = np.isin(data, np.frombuffer(_URL_BYTES, np.uint8))
     url[_dot_letters(offsets, data)] = True
@@ -382,34 +431,53 @@ def _exact_counts(offsets: np.ndarray, data: np.ndarray) -> np.ndarray:
 
 
 def measure(arr: pa.Array) -> TextStats:
-    """Lengths, letter fraction and regex candidates of normalized text, from one pass over its bytes."""
+    """Lengths, letter fraction and regex candidates of normalized text, from one pass over its bytes.
+
+    ASCII rows: characters are bytes, symbols are the bytes of digits and other symbols (``_CLASS``),
+    letters the rest that is neither space nor everyday punctuation. Rows with a non-ASCII byte: characters
+    are code points, letters and symbols as ``_LETTER_RE``/``_SYMBOL_RE`` match them (by table, or by
+    the regexes for rows with a character beyond the Basic Multilingual Plane), and "www." in any case
+    is a URL hint too. Every markup/special-token match needs an ASCII byte of ``_MARKUP_BYTES``; every
+    URL match needs ":", "@", a "." before an ASCII letter (the domain endings) or "www.".
+    """
+    if arr.type != pa.string():
+        arr = arr.cast(pa.string())
     offsets, data = _byte_view(arr)
-    nbytes = np.diff(offsets).astype(np.int64)
-    counts = _packed_counts(offsets, data)
-    long_rows = nbytes > _FIELD_MAX
-    if long_rows.any():
-        sub_offsets, sub_data = _byte_view(arr.filter(pa.array(long_rows)))
-        counts[:, long_rows] = _exact_counts(sub_offsets, sub_data)
-    spaces, punct, symbols, markup, high, url = counts
-    high = high > 0
-    chars = nbytes
-    letters = (nbytes - spaces - punct - symbols).astype(np.float64)
-    url = url > 0
-    if high.any():  # characters are not bytes in these rows: count them per code point
-        sub = arr.filter(pa.array(high))
-        chars = chars.copy()
-        symbols = symbols.copy()
-        chars[high], letters[high], symbols[high], www = _unicode_counts(sub)
-        url[high] |= www
+    letter, symbol = _class_tables()
+    chars, spaces, letters, symbols, markup, url, beyond = kernels().counts(
+        offsets, data, *_count_weights(), letter, symbol, _HINT_BYTES
+    )
+    if beyond.any():  # characters outside the tables: the regexes
+        far = arr.filter(pa.array(beyond))
+        chars[beyond] = pc.utf8_length(far).to_numpy(zero_copy_only=False)
+        letters[beyond] = pc.count_substring_regex(far, _LETTER_RE).to_numpy(zero_copy_only=False)
+        symbols[beyond] = pc.count_substring_regex(far, _SYMBOL_RE).to_numpy(zero_copy_only=False)
     counted = letters + symbols
     fraction = np.where(counted > 0, letters / np.maximum(counted, 1), 1.0)
     words = np.where(chars > 0, spaces + 1, 0)
-    # every markup/special-token match needs an ASCII byte of _MARKUP_BYTES; every URL match needs
-    # ":", "@", a "." before an ASCII letter (the domain endings) or "www." (_unicode_counts, for the
-    # non-ASCII rows; ASCII rows keep their byte hints, as always)
-    return TextStats(
-        chars=chars, words=words, letter_fraction=fraction, maybe_markup=markup > 0, maybe_url=url
+    return TextStats(chars=chars, words=words, letter_fraction=fraction, maybe_markup=markup, maybe_url=url)
+
+
+@functools.cache
+def _count_weights() -> tuple[np.ndarray, np.ndarray]:
+    """Per byte, the 16-bit fields ``kernels.counts`` sums: (spaces, punctuation, symbols and markup
+    bytes of ``_CLASS``, markup bytes) and (":" or "@", UTF-8 continuation bytes, ASCII letters and
+    symbols as ``_LETTER_RE``/``_SYMBOL_RE`` match them)."""
+    letter, symbol = _class_tables()
+    b = np.arange(256)
+    fields = [
+        [_CLASS == _SPACE, _CLASS == _PUNCT, np.isin(_CLASS, (_SYMBOL, _MARKUPISH)), _CLASS == _MARKUPISH],
+        [np.isin(b, list(_URL_BYTES)), (b & 0xC0) == 0x80, letter[b] & (b < 0x80), symbol[b] & (b < 0x80)],
+    ]
+    return tuple(
+        sum((f.astype(np.uint64) << np.uint64(16 * k)) for k, f in enumerate(word)).astype(np.uint64)
+        for word in fields
     )
+
+
+_HINT_BYTES = np.zeros(256, dtype=bool)  # bytes that need a look at their neighbours in kernels.counts
+_HINT_BYTES[[ord("."), ord("w"), ord("W")]] = True  # "." + letter (a domain), "www."
+_HINT_BYTES[0xC0:] = True  # lead bytes of non-ASCII characters (decoded)
 
 
 _LETTER_RE = r"[\pL\pM]"  # a letter or a mark (accents), Unicode-aware
@@ -420,66 +488,11 @@ _BMP = 0x10000  # code points classified by table; rows with characters above it
 @functools.cache
 def _class_tables() -> tuple[np.ndarray, np.ndarray]:
     """is_letter[cp], is_symbol[cp] for the Basic Multilingual Plane, as RE2 matches _LETTER_RE/_SYMBOL_RE."""
-    cps = np.concatenate([np.arange(0, 0xD800), np.arange(0xE000, _BMP)])  # no surrogates in UTF-8
-    arr = pa.array([chr(c) for c in cps], pa.string())
     letter = np.zeros(_BMP, dtype=bool)
     symbol = np.zeros(_BMP, dtype=bool)
-    letter[cps] = pc.match_substring_regex(arr, _LETTER_RE).to_numpy(zero_copy_only=False)
-    symbol[cps] = pc.match_substring_regex(arr, _SYMBOL_RE).to_numpy(zero_copy_only=False)
+    letter[_bmp_matches(_LETTER_RE)] = True
+    symbol[_bmp_matches(_SYMBOL_RE)] = True
     return letter, symbol
-
-
-_COUNT_BITS = 21  # per-row byte counters packed three to a uint64 (rows up to 2 MiB; longer: regexes)
-
-
-def _unicode_counts(sub: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Characters, letters (_LETTER_RE), symbols (_SYMBOL_RE) and a "www." hint per row: ASCII bytes and
-    continuation bytes counted in one packed pass, the non-ASCII characters looked up by code point."""
-    n = len(sub)
-    offsets, data = _byte_view(sub)
-    letter, symbol = _class_tables()
-    weights = _ascii_count_weights()
-    lo, hi = int(offsets[0]), int(offsets[-1])
-    nbytes = np.diff(offsets).astype(np.int64)
-    starts = offsets[:-1]
-    per_row = np.add.reduceat(weights[data[lo:hi]], np.minimum(starts - lo, hi - lo - 1))
-    per_row[nbytes == 0] = 0
-    field = np.uint64((1 << _COUNT_BITS) - 1)
-    ascii_letters = (per_row & field).astype(np.int64)
-    ascii_symbols = ((per_row >> np.uint64(_COUNT_BITS)) & field).astype(np.int64)
-    continuation = ((per_row >> np.uint64(2 * _COUNT_BITS)) & field).astype(np.int64)
-    rows, cps = _code_points(sub)
-    inside = cps < _BMP
-    c = np.minimum(cps, _BMP - 1)
-    chars = nbytes - continuation
-    letters = ascii_letters + np.bincount(rows[letter[c] & inside], minlength=n)
-    symbols = ascii_symbols + np.bincount(rows[symbol[c] & inside], minlength=n)
-    beyond = _rows_any(n, rows, ~inside) | (nbytes >= 1 << _COUNT_BITS)
-    if beyond.any():  # characters outside the tables, or rows too long for the counters: the regexes
-        far = sub.filter(pa.array(beyond))
-        chars[beyond] = pc.utf8_length(far).to_numpy(zero_copy_only=False)
-        letters[beyond] = pc.count_substring_regex(far, _LETTER_RE).to_numpy(zero_copy_only=False)
-        symbols[beyond] = pc.count_substring_regex(far, _SYMBOL_RE).to_numpy(zero_copy_only=False)
-    w = (data[lo:hi] | 0x20) == ord("w")  # "www." in any case ("w" has no other case-fold partner)
-    at = np.flatnonzero(w[:-3] & w[1:-2] & w[2:-1] & (data[lo + 3 : hi] == ord("."))) + lo
-    same_row = np.searchsorted(offsets, at, side="right") == np.searchsorted(offsets, at + 3, side="right")
-    www = _rows_any(n, np.searchsorted(offsets, at, side="right") - 1, same_row)
-    return chars, letters.astype(np.float64), symbols, www
-
-
-@functools.cache
-def _ascii_count_weights() -> np.ndarray:
-    """Per byte: 1 in the letter counter (an ASCII letter), in the symbol counter (an ASCII character
-    _SYMBOL_RE matches), in the continuation counter (0x80-0xBF)."""
-    letter, symbol = _class_tables()
-    b = np.arange(256)
-    ascii_ = b < 0x80
-    weights = (
-        (letter[b] & ascii_).astype(np.uint64)
-        | ((symbol[b] & ascii_).astype(np.uint64) << np.uint64(_COUNT_BITS))
-        | (((b & 0xC0) == 0x80).astype(np.uint64) << np.uint64(2 * _COUNT_BITS))
-    )
-    return weights
 
 
 def filter_codes(arr: pa.Array, options: CleanOptions) -> tuple[np.ndarray, TextStats]:
@@ -516,10 +529,21 @@ _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 def text_hashes(arr: pa.Array) -> np.ndarray:
-    """A 64-bit hash per string (SipHash via pandas; stable across runs and machines)."""
-    import pandas as pd
+    """A 64-bit hash per string: ``pandas.util.hash_array`` of the strings (SipHash-2-4 of the UTF-8 bytes
+    with pandas' default key; stable across runs and machines), computed on the bytes in place."""
+    if arr.type != pa.string():
+        arr = arr.cast(pa.string())
+    if arr.null_count:  # pragma: no cover - cleaned text has no nulls; pandas hashes None its own way
+        import pandas as pd
 
-    return pd.util.hash_array(arr.to_numpy(zero_copy_only=False), categorize=False)
+        return pd.util.hash_array(arr.to_numpy(zero_copy_only=False), categorize=False)
+    offsets, data = _byte_view(arr)
+    return kernels().siphash(offsets, data, *_SIPHASH_KEY)
+
+
+_SIPHASH_KEY = tuple(  # pandas' _default_hash_key "0123456789123456" as SipHash's two little-endian words
+    np.uint64(int.from_bytes(b"0123456789123456"[i : i + 8], "little")) for i in (0, 8)
+)
 
 
 def mix64(values: np.ndarray, seed: int) -> np.ndarray:
@@ -557,33 +581,19 @@ class HashSet64:
         """Insert ``hashes``; return a mask of those seen for the first time (first occurrence in the batch)."""
         h = np.asarray(hashes, dtype=np.uint64)
         h = np.where(h == 0, np.uint64(1), h)  # 0 marks an empty slot
-        uniq, first = np.unique(h, return_index=True)
-        is_new = self._insert(uniq)
         out = np.zeros(len(h), dtype=bool)
-        out[first[is_new]] = True
+        self._insert(h, out)
         return out
 
-    def _insert(self, keys: np.ndarray) -> np.ndarray:
-        while (self.size + len(keys)) * 2 > self.capacity:  # keep the load factor under 1/2
+    def _insert(self, keys: np.ndarray, is_new: np.ndarray) -> None:
+        """Insert in order (compiled), doubling the table whenever it would be more than half full."""
+        insert = kernels().insert
+        done = 0
+        while True:
+            done, self.size = insert(self._table, keys, is_new, done, self.size)
+            if done == len(keys):
+                return
             self._grow()
-        mask = np.uint64(self.capacity - 1)
-        result = np.zeros(len(keys), dtype=bool)
-        pending = np.arange(len(keys))
-        pos = keys & mask
-        while pending.size:
-            k = keys[pending]
-            slot = self._table[pos]
-            found = slot == k
-            claim = np.flatnonzero(slot == 0)
-            # keys racing for the same empty slot: all write, one write sticks; reading back tells which
-            self._table[pos[claim]] = k[claim]
-            winners = claim[self._table[pos[claim]] == k[claim]]
-            result[pending[winners]] = True
-            done = found
-            done[winners] = True
-            self.size += len(winners)
-            pending, pos = pending[~done], (pos[~done] + np.uint64(1)) & mask
-        return result
 
     def _grow(self) -> None:
         old = self._table[self._table != 0]
@@ -591,4 +601,4 @@ class HashSet64:
         self._table = np.zeros(self.capacity, dtype=np.uint64)
         self.size = 0
         if len(old):
-            self._insert(old)
+            self._insert(old, np.zeros(len(old), dtype=bool))

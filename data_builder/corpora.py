@@ -32,6 +32,7 @@ from stylegrpo.errors import StyleGRPOError, clip
 from stylegrpo.outputs import is_marked
 
 from . import segment
+from .kernels import kernels
 
 log = logging.getLogger(__name__)
 
@@ -407,10 +408,9 @@ class Reader:
         self, data: bytes, lineno: int, src: Source, report: SourceReport
     ) -> tuple[pa.Array, np.ndarray]:
         buf = np.frombuffer(data, dtype=np.uint8)
-        newline = buf == 10
-        ends = np.flatnonzero(newline)
+        ends = np.flatnonzero(buf == 10)
         n = len(ends)
-        content = buf[~newline]
+        content = kernels().without(buf, ends)  # the lines' bytes, one copy
         offsets = np.empty(n + 1, dtype=np.int64)
         offsets[0] = 0
         offsets[1:] = ends - np.arange(n)

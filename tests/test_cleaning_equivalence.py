@@ -162,3 +162,37 @@ def test_nfkc_changes_is_the_direct_comparison():
     ours = c.nfkc_changes(texts)
     np.testing.assert_array_equal(ours, direct.to_numpy(zero_copy_only=False))
     assert 100 < ours.sum() < len(texts) - 100  # both kinds of rows are in the sample
+
+
+def test_long_rows_and_prose_like_rows_match_the_reference():
+    """Rows longer than the compiled counters' 16-bit fields (flushed every 65,535 bytes), and prose with
+    curly quotes, accents, dashes, NFKC forms and control characters as a real corpus has them."""
+    rng = np.random.default_rng(4)
+    words = ["the", "café", "naïve", "it\u2019s", "\u201cyes\u201d", "a\u2014b", "ﬁne", "x:y", "www.a", "ok."]
+    long_rows = [" ".join(rng.choice(words, size=n)) for n in (20_000, 40_000)]
+    prose = [
+        f"{'  ' if i % 7 == 0 else ''}{' '.join(rng.choice(words, size=int(rng.integers(3, 30))))}"
+        f"{chr(int(rng.choice([9, 10, 13, 0x85, 0x200B, 0xA0, 0x3000, 32])))}"
+        for i in range(3000)
+    ]
+    texts = pa.array(long_rows + prose + ["\u00e9" * 70_000, "a." * 40_000], pa.string())
+    ours, ref = c.normalize(texts), ref_normalize(texts)
+    assert ours.to_pylist() == ref.to_pylist()
+    options = c.CleanOptions(max_chars=10**6, max_words=10**6)
+    codes, stats = c.filter_codes(ours, options)
+    ref_codes, chars, words_, fraction = ref_filter_codes(ref, options)
+    np.testing.assert_array_equal(stats.chars, chars)
+    np.testing.assert_array_equal(stats.words, words_)
+    np.testing.assert_array_equal(stats.letter_fraction, fraction)
+    np.testing.assert_array_equal(codes, ref_codes)
+    assert stats.chars[0] > 65_535 and (codes == c.KEEP).sum() > 300
+
+
+def test_text_hashes_are_pandas_hash_array():
+    """The compiled SipHash gives pandas' hashes (they decide the split: changing them moves texts)."""
+    import pandas as pd
+
+    texts = pa.array(sample(n=2000, seed=5) + ["", "a", "x" * 7, "y" * 8, "z" * 9, "é" * 15], pa.string())
+    want = pd.util.hash_array(texts.to_numpy(zero_copy_only=False), categorize=False)
+    np.testing.assert_array_equal(c.text_hashes(texts), want)
+    np.testing.assert_array_equal(c.text_hashes(texts.slice(10, 50)), want[10:60])

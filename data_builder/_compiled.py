@@ -1,0 +1,309 @@
+"""The numba kernels of ``kernels`` (module-level functions, so that numba caches them on disk; this
+module is imported on first use only, so that importing the builder does not import numba)."""
+
+import numba
+import numpy as np
+
+from .kernels import _ASCII_OF, BMP, DROP, FIELD_MAX, KEEP_CHAR, TO_SPACE, TO_SPACED_HYPHEN
+
+jit = numba.njit(cache=True, nogil=True, boundscheck=False)
+ascii_of = _ASCII_OF
+
+
+@jit
+def decode(data, i, end):  # pragma: no cover (compiled)
+    """(code point, length) of the character whose lead byte is at ``i`` (bytes past ``end`` read 0)."""
+    b = np.int64(data[i])
+    b1 = np.int64(data[i + 1]) & 0x3F if i + 1 < end else 0
+    if b < 0xE0:
+        return ((b & 0x1F) << 6) | b1, 2
+    b2 = np.int64(data[i + 2]) & 0x3F if i + 2 < end else 0
+    if b < 0xF0:
+        return ((b & 0x0F) << 12) | (b1 << 6) | b2, 3
+    b3 = np.int64(data[i + 3]) & 0x3F if i + 3 < end else 0
+    return ((b & 0x07) << 18) | (b1 << 12) | (b2 << 6) | b3, 4
+
+
+@jit
+def unstable_rows(offsets, data, stable):  # pragma: no cover (compiled)
+    """Per row: a character outside the NFKC-stable table (cleaning._stable_table)."""
+    n = offsets.size - 1
+    out = np.zeros(n, dtype=np.bool_)
+    for r in range(n):
+        i, end = offsets[r], offsets[r + 1]
+        while i < end:
+            b = data[i]
+            if b < 0xC0:  # ASCII or a continuation byte
+                i += 1
+                continue
+            cp, length = decode(data, i, end)
+            i += length
+            if cp >= stable.size or not stable[cp]:
+                out[r] = True
+                break
+    return out
+
+
+@jit
+def rewrite(offsets, data, action):  # pragma: no cover (compiled)
+    """Each character replaced as ``action[cp]`` says, then runs of spaces collapsed and the row
+    trimmed of spaces; rows with a character beyond the BMP are flagged (and left to the caller).
+    Returns (new offsets, new bytes, beyond)."""
+    n = offsets.size - 1
+    lo, hi = offsets[0], offsets[n]
+    out = np.empty(max(hi - lo, 1), dtype=np.uint8)  # no action lengthens a character
+    new = np.empty(n + 1, dtype=np.int64)
+    beyond = np.zeros(n, dtype=np.bool_)
+    o = 0
+    for r in range(n):
+        new[r] = o
+        start = o
+        space = True  # a space right after the row start is dropped (leading spaces)
+        i, end = offsets[r], offsets[r + 1]
+        while i < end:
+            b = data[i]
+            if 32 <= b < 127:  # printable ASCII (the common case): kept, a space only after a non-space
+                is_space = b == 32
+                out[o] = b
+                o += 1 - (is_space and space)
+                space = is_space
+                i += 1
+                continue
+            length = 1
+            if b < 0x80:
+                a = action[b]
+            elif b < 0xC0:
+                a = KEEP_CHAR
+            else:
+                cp, length = decode(data, i, end)
+                if cp >= BMP:
+                    beyond[r] = True
+                    a = KEEP_CHAR
+                else:
+                    a = action[cp]
+            if a == KEEP_CHAR:
+                for k in range(length):
+                    out[o] = data[i + k]
+                    o += 1
+                space = False
+            elif a == TO_SPACE:
+                if not space:
+                    out[o] = 32
+                    o += 1
+                    space = True
+            elif a == TO_SPACED_HYPHEN:
+                if not space:
+                    out[o] = 32
+                    o += 1
+                out[o] = 45
+                out[o + 1] = 32
+                o += 2
+                space = True
+            elif a != DROP:  # one ASCII character
+                out[o] = ascii_of[a]
+                o += 1
+                space = False
+            i += length
+        if o > start and out[o - 1] == 32:
+            o -= 1
+    new[n] = o
+    return new, out[:o], beyond
+
+
+@jit
+def counts(offsets, data, w_ascii, w_high, letter, symbol, dot_follow):  # pragma: no cover
+    """Per row: characters, spaces, letters, symbols, a markup byte, a URL hint, a character beyond
+    the BMP (see cleaning.measure for what each means for ASCII and for non-ASCII rows).
+
+    Byte classes are summed as 16-bit fields of two uint64 words per byte (``w_ascii``: spaces,
+    punctuation, symbols, markup bytes; ``w_high``: ":"/"@", continuation bytes, table letters, table
+    symbols), flushed every ``FIELD_MAX`` bytes so that no field overflows."""
+    n = offsets.size - 1
+    chars = np.empty(n, dtype=np.int64)
+    spaces = np.empty(n, dtype=np.int64)
+    letters = np.empty(n, dtype=np.float64)
+    symbols = np.empty(n, dtype=np.int64)
+    markup = np.zeros(n, dtype=np.bool_)
+    url = np.zeros(n, dtype=np.bool_)
+    beyond = np.zeros(n, dtype=np.bool_)
+    f = np.uint64(0xFFFF)
+    s1, s2, s3 = np.uint64(16), np.uint64(32), np.uint64(48)
+    for r in range(n):
+        i0, end = offsets[r], offsets[r + 1]
+        sp = pu = sy = mk = ur = cont = la = sa = lu = su = 0
+        high = www = False
+        i = i0
+        while i < end:
+            stop = min(end, i + FIELD_MAX)
+            acc1 = np.uint64(0)
+            acc2 = np.uint64(0)
+            while i < stop:
+                b = data[i]
+                acc1 += w_ascii[b]
+                acc2 += w_high[b]
+                if dot_follow[b]:  # rare bytes: ".", "w", "W" and non-ASCII lead bytes
+                    if b == 46:
+                        if i + 1 < end and letter[data[i + 1]] and data[i + 1] < 0x80:
+                            ur += 1  # a "." followed by an ASCII letter
+                    elif b < 0x80:
+                        if (
+                            i + 3 < end
+                            and (data[i + 1] | 0x20) == 0x77
+                            and (data[i + 2] | 0x20) == 0x77
+                            and data[i + 3] == 46
+                        ):
+                            www = True  # "www." in any case
+                    else:
+                        high = True
+                        cp, _ = decode(data, i, end)
+                        if cp >= BMP:
+                            beyond[r] = True
+                        else:
+                            if letter[cp]:
+                                lu += 1
+                            if symbol[cp]:
+                                su += 1
+                i += 1
+            sp += np.int64(acc1 & f)
+            pu += np.int64((acc1 >> s1) & f)
+            sy += np.int64((acc1 >> s2) & f)
+            mk += np.int64(acc1 >> s3)
+            ur += np.int64(acc2 & f)
+            cont += np.int64((acc2 >> s1) & f)
+            la += np.int64((acc2 >> s2) & f)
+            sa += np.int64(acc2 >> s3)
+        high = high or cont > 0
+        nbytes = end - i0
+        spaces[r] = sp
+        markup[r] = mk > 0
+        if high:
+            chars[r] = nbytes - cont
+            letters[r] = la + lu
+            symbols[r] = sa + su
+            url[r] = ur > 0 or www
+        else:
+            chars[r] = nbytes
+            letters[r] = nbytes - sp - pu - sy
+            symbols[r] = sy
+            url[r] = ur > 0
+    return chars, spaces, letters, symbols, markup, url, beyond
+
+
+@jit
+def row_bits(offsets, data, table):  # pragma: no cover (compiled)
+    """Per row: the OR of ``table[b]`` over its bytes (no branch per byte)."""
+    n = offsets.size - 1
+    out = np.zeros(n, dtype=np.uint8)
+    for r in range(n):
+        acc = np.uint8(0)
+        for i in range(offsets[r], offsets[r + 1]):
+            acc |= table[data[i]]
+        out[r] = acc
+    return out
+
+
+@jit
+def insert(table, keys, is_new, start, size):  # pragma: no cover (compiled)
+    """Open addressing with linear probing (0 = empty), keys inserted in order from ``start`` while
+    the table stays at most half full; sets ``is_new[j]`` where key j was not there yet. Returns (the
+    first key not handled: keys.size when all were, the new size)."""
+    mask = np.uint64(table.size - 1)
+    one = np.uint64(1)
+    j = start
+    while j < keys.size:
+        k = keys[j]
+        pos = k & mask
+        while True:
+            slot = table[pos]
+            if slot == k:
+                break
+            if slot == 0:
+                if (size + 1) * 2 > table.size:
+                    return j, size
+                table[pos] = k
+                is_new[j] = True
+                size += 1
+                break
+            pos = (pos + one) & mask
+        j += 1
+    return j, size
+
+
+@jit
+def rotl(x, b):  # pragma: no cover (compiled)
+    return (x << np.uint64(b)) | (x >> np.uint64(64 - b))
+
+
+@jit
+def sipround(v0, v1, v2, v3):  # pragma: no cover (compiled)
+    v0 += v1
+    v1 = rotl(v1, 13)
+    v1 ^= v0
+    v0 = rotl(v0, 32)
+    v2 += v3
+    v3 = rotl(v3, 16)
+    v3 ^= v2
+    v0 += v3
+    v3 = rotl(v3, 21)
+    v3 ^= v0
+    v2 += v1
+    v1 = rotl(v1, 17)
+    v1 ^= v2
+    v2 = rotl(v2, 32)
+    return v0, v1, v2, v3
+
+
+@jit
+def siphash(offsets, data, k0, k1):  # pragma: no cover (compiled)
+    """SipHash-2-4 of each row's bytes (key k0, k1), then the SplitMix64 finalizer: exactly
+    ``pandas.util.hash_array`` of the rows as str objects (pandas hashes their UTF-8 bytes so)."""
+    n = offsets.size - 1
+    out = np.empty(n, dtype=np.uint64)
+    for r in range(n):
+        i, end = offsets[r], offsets[r + 1]
+        length = end - i
+        v0 = k0 ^ np.uint64(0x736F6D6570736575)
+        v1 = k1 ^ np.uint64(0x646F72616E646F6D)
+        v2 = k0 ^ np.uint64(0x6C7967656E657261)
+        v3 = k1 ^ np.uint64(0x7465646279746573)
+        full = i + (length // 8) * 8
+        while i <= end:
+            if i < full:
+                m = np.uint64(0)
+                for k in range(8):
+                    m |= np.uint64(data[i + k]) << np.uint64(8 * k)
+                i += 8
+            else:  # the last block: the remaining bytes and the length in the top byte
+                m = np.uint64(length & 0xFF) << np.uint64(56)
+                for k in range(end - i):
+                    m |= np.uint64(data[i + k]) << np.uint64(8 * k)
+                i = end + 1
+            v3 ^= m
+            for _ in range(2):
+                v0, v1, v2, v3 = sipround(v0, v1, v2, v3)
+            v0 ^= m
+        v2 ^= np.uint64(0xFF)
+        for _ in range(4):
+            v0, v1, v2, v3 = sipround(v0, v1, v2, v3)
+        h = v0 ^ v1 ^ v2 ^ v3
+        h ^= h >> np.uint64(30)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(27)
+        h *= np.uint64(0x94D049BB133111EB)
+        h ^= h >> np.uint64(31)
+        out[r] = h
+    return out
+
+
+@jit
+def without(buf, positions):  # pragma: no cover (compiled)
+    """``buf`` without the bytes at ``positions`` (sorted): the slices between them, copied once."""
+    out = np.empty(buf.size - positions.size, dtype=np.uint8)
+    o = 0
+    prev = 0
+    for p in positions:
+        out[o : o + p - prev] = buf[prev:p]
+        o += p - prev
+        prev = p + 1
+    out[o:] = buf[prev:]
+    return out

@@ -18,7 +18,8 @@ import pyarrow.compute as pc
 
 from stylegrpo.styles import REFERENCE_SEPARATOR, PromptTemplate, Reference
 
-from .cleaning import nfkc_changes
+from .cleaning import _byte_view, nfkc_changes
+from .kernels import kernels
 
 log = logging.getLogger(__name__)
 
@@ -168,11 +169,21 @@ class PromptRenderer:
         could break it is rendered by ``render`` itself, which raises. A text can only hold a marker (also
         as a tokenizer normalises it) when it has a '<', '|' or '>', or when NFKC changes it; cleaning
         (NFKC, no markup characters) leaves none, so this normally finds nothing to do."""
-        marked = pc.fill_null(pc.match_substring_regex(texts, "[<|>]"), False).to_numpy(zero_copy_only=False)
-        suspect = marked | nfkc_changes(texts)  # NFKC only where it can change something
+        offsets, data = _byte_view(pc.fill_null(texts, "") if texts.null_count else texts)
+        bits = kernels().row_bits(offsets, data, _CHECK_BITS)
+        suspect = (bits & _MARKER) > 0  # a "<", "|" or ">"
+        high = (bits & _NON_ASCII) > 0  # NFKC changes only non-ASCII text
+        if high.any():
+            suspect[high] |= nfkc_changes(texts.filter(pa.array(high)))
         for i in np.flatnonzero(suspect):
             ref = references[ref_ids[i]] if ref_ids is not None and references and ref_ids[i] >= 0 else None
             self.template.render(texts[int(i)].as_py(), self.descriptions[desc_ids[i]], ref)
+
+
+_MARKER, _NON_ASCII = 1, 2  # bits of _CHECK_BITS: per byte, what _check_texts looks for
+_CHECK_BITS = np.zeros(256, dtype=np.uint8)
+_CHECK_BITS[list(b"<|>")] = _MARKER
+_CHECK_BITS[0x80:] = _NON_ASCII
 
 
 def _fill(parts: list[tuple[str, str, str | None]], text: str) -> list[dict[str, str]]:

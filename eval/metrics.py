@@ -183,6 +183,15 @@ METRICS: tuple[Metric, ...] = (
         "cosine between the clip's speaker embedding (WavLM x-vector) and its reference speaker's; only clips "
         "spoken with a reference voice",
     ),
+    Metric(
+        "classifier_prob",
+        "AudioSet style probability",
+        "higher",
+        False,
+        ".3f",
+        "the second style judge (AudioSet classifier): probability of the style's classifier_labels; only "
+        "styles that name some",
+    ),
 )
 # one score per acoustic target field (1 inside the style's range); NaN for styles that declare no such target
 METRICS += tuple(

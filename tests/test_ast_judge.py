@@ -130,3 +130,26 @@ def test_edge_cases(ast):
     p = ast.label_probabilities([np.zeros(0, np.float32), np.zeros(SAMPLE_RATE, np.float32)])
     assert p.shape == (2, len(TINY_LABELS)) and np.all(np.isfinite(p))
     assert ast.label_probabilities([]).shape == (0, len(TINY_LABELS))
+
+
+def test_eval_classifier_metric(tmp_path):
+    """eval's classifier_prob: the judge's own-style score, NaN for a style without labels (and no speech)."""
+    from stylegrpo.eval.metrics import METRIC_BY_NAME
+    from stylegrpo.eval.run import EvalSettings, Judges
+    from stylegrpo.presets import get_preset
+
+    catalog = _catalog()
+    settings = EvalSettings(
+        out=tmp_path / "eval", catalog=catalog, texts=["hi"], texts_source="test", preset=get_preset("tiny")
+    )
+    judges = Judges(settings)
+    assert judges.classifier.name == "ast:tiny:ast" and not judges.classifier.loaded
+    records = [{"style": s} for s in ("sad", "shout", "whisper", "shout")]
+    wavs = _clips(seconds=(0.5, 1.0, 1.5, 1.9))
+    got = judges.classifier_scores(records, wavs, catalog)
+    direct = judges.classifier.style_scores(wavs, catalog.styles)
+    assert np.isnan(got[0])  # 'sad' names no AudioSet label
+    np.testing.assert_allclose(got[1:], [direct[1, 1], direct[2, 0], direct[3, 1]], atol=1e-9)
+    assert METRIC_BY_NAME["classifier_prob"].better == "higher"
+    only_sad = judges.classifier_scores(records[:1], wavs[:1], catalog)
+    assert np.isnan(only_sad).all()

@@ -148,20 +148,32 @@ def test_own_style_scores(catalog):
     assert np.isnan(own[2])
 
 
-def test_a_judge_in_one_class(catalog):
-    """What the README's "Adding a judge" shows: a subclass with applies_to and _scores is a full judge."""
+class LoudnessJudge(StyleJudge):
+    """The README's "Adding a judge" example, verbatim (keep the two in step)."""
 
-    class Loudness(StyleJudge):
-        prefix = "loudness"
+    prefix = "loudness"
+    description = "RMS level against the middle of the style's loudness target"
 
-        def applies_to(self, style):
-            return "loudness_dbfs" in style.targets
+    def applies_to(self, style):
+        return "loudness_dbfs" in style.targets
 
-        def _scores(self, wavs, styles, texts):
-            rms = np.array([np.sqrt(np.mean(w**2)) for w in wavs])
-            return np.repeat(rms[:, None], len(styles), axis=1)
+    def _scores(self, wavs, styles, texts):  # only the styles it applies to; the rest become NaN
+        level = np.array([20 * np.log10(np.sqrt(np.mean(w**2)) + 1e-9) for w in wavs])
+        middle = np.array([sum(s.targets["loudness_dbfs"]) / 2 for s in styles])
+        return np.exp(-np.abs(level[:, None] - middle[None, :]) / 6.0)  # 1 at the middle, 0.37 at 6 dB off
 
-    judge = Loudness(device="cpu")
-    scores = judge.style_scores(_clips(), catalog.styles)
-    assert judge.name == "loudness" and np.isfinite(scores[:, 0]).all() and np.isnan(scores[:, 1:]).all()
-    assert scores[0, 0] < scores[1, 0]
+
+def test_adding_a_judge_is_one_class_and_one_registry_line(catalog, monkeypatch):
+    """What the README shows: the subclass above plus one JUDGES line is a judge build_judge, list_judges,
+    the audit and the style_classifier reward can use."""
+    monkeypatch.setitem(JUDGES, "loudness", f"{__name__}:LoudnessJudge")
+    judge = build_judge("loudness", device="cpu")
+    assert isinstance(judge, LoudnessJudge) and judge.name == "loudness"
+    assert ("loudness", LoudnessJudge.description) in list_judges()
+    wavs = _clips()
+    scores = judge.style_scores(wavs, catalog.styles)
+    assert (
+        np.isfinite(scores[:, 0]).all() and np.isnan(scores[:, 1:]).all()
+    )  # only 'quiet' has a loudness target
+    # the quiet first clip (-32 dBFS) is 3 dB from the middle of [-45, -25]; the loud ones (-13 dBFS) are far
+    assert scores[0, 0] > 0.5 > 0.1 > scores[1, 0]

@@ -46,6 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="the policy (--preset, --adapter) speaks N texts in every catalog style; the audit scores those",
     )
+    parser.add_argument(
+        "--where",
+        metavar="COLUMN=VALUE,...",
+        help="--clips: only the rows of metadata.csv with these values, e.g. model=adapter (an eval folder "
+        "lists base and adapter clips)",
+    )
     parser.add_argument("--split", default="train", help="--dataset: the split to read (default: train)")
     parser.add_argument("--audio-column", default="audio", help="--dataset: audio column (default: audio)")
     parser.add_argument(
@@ -118,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         AUDIT_TEXTS,
         AuditSettings,
         parse_style_map,
+        parse_where,
         read_audio_dataset,
         read_metadata_folder,
         run_audit,
@@ -135,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
         *((f"--{f}", getattr(args, f, None)) for f in MODEL_FIELDS),
     ]
     check_output_dir(args.out, args.overwrite, inputs=inputs, option="--out")  # before reading anything
+    if args.where and not args.clips:
+        raise StyleGRPOError("--where filters the rows of --clips' metadata.csv")
     if not args.synthesize:
         for opt in ("texts", "adapter"):
             if getattr(args, opt):
@@ -168,7 +177,9 @@ def run(args: argparse.Namespace) -> int:
             )  # fmt: skip
     else:
         if args.clips:
-            clips = read_metadata_folder(args.clips, catalog)  # every error named before the output exists
+            clips = read_metadata_folder(
+                args.clips, catalog, where=parse_where(args.where)
+            )  # every error named before the output exists
         else:
             clips = read_audio_dataset(
                 args.dataset, catalog, split=args.split, audio_column=args.audio_column,

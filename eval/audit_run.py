@@ -109,9 +109,16 @@ def _check_style(label: Any, catalog: Catalog, where: str, hint: str = "") -> st
     return name
 
 
+def _warn_empty(clips: LabelledClips) -> LabelledClips:
+    empty = [n for n, w in zip(clips.names, clips.wavs, strict=True) if w.size == 0]
+    if empty:  # e.g. an eval clip of a model that wrote no speech token: every judge scores it as silence
+        log.warning(
+            "%s: %d clip(s) hold no audio, e.g. %s; scored as silence", clips.source, len(empty), empty[0]
+        )
+    return clips
+
+
 def _check_length(wav: np.ndarray, where: str) -> np.ndarray:
-    if wav.size == 0:
-        raise StyleGRPOError(f"{where}: the audio is empty")
     if wav.size > MAX_CLIP_S * SAMPLE_RATE:
         raise StyleGRPOError(
             f"{where}: the clip is {wav.size / SAMPLE_RATE:.0f} s long; the audit takes clips up to "
@@ -136,8 +143,13 @@ def find_metadata(folder: str | os.PathLike[str]) -> Path:
     )
 
 
-def read_metadata_folder(folder: str | os.PathLike[str], catalog: Catalog) -> LabelledClips:
-    """Clips listed in a ``metadata.csv`` (``file_name``, ``style``, optional ``text``) next to them."""
+def read_metadata_folder(
+    folder: str | os.PathLike[str], catalog: Catalog, where: Mapping[str, str] | None = None
+) -> LabelledClips:
+    """Clips listed in a ``metadata.csv`` (``file_name``, ``style``, optional ``text``) next to them.
+
+    ``where``: keep only the rows whose columns have these values (e.g. ``{"model": "adapter"}`` for the
+    adapter's clips of an eval folder, which lists base and adapter clips alike)."""
     meta = find_metadata(folder)
     root = meta.parent.resolve()
     try:
@@ -155,11 +167,21 @@ def read_metadata_folder(folder: str | os.PathLike[str], catalog: Catalog) -> La
         )
     if not rows:
         raise StyleGRPOError(f"{meta}: no rows (one row per audio file)")
+    lines = list(range(2, len(rows) + 2))  # 1 is the header
+    for column, value in (where or {}).items():
+        if column not in columns:
+            raise StyleGRPOError(
+                f"--where {column}={value}: {meta} has no column {column!r} (columns: {', '.join(columns)})"
+            )
+        keep = [k for k, r in enumerate(rows) if (r.get(column) or "").strip() == value]
+        rows, lines = [rows[k] for k in keep], [lines[k] for k in keep]
+    if not rows:
+        raise StyleGRPOError(f"{meta}: no row has {', '.join(f'{k}={v}' for k, v in (where or {}).items())}")
     has_text = TEXT_COLUMN in columns
     wavs, styles, names, texts = [], [], [], []
     from tqdm.auto import tqdm
 
-    for line, row in enumerate(tqdm(rows, desc="reading clips", unit="clip"), start=2):  # 1 is the header
+    for line, row in zip(lines, tqdm(rows, desc="reading clips", unit="clip"), strict=True):
         where = f"{meta} line {line}"
         style = _check_style(row.get(DEFAULT_STYLE_COLUMN), catalog, where)
         name = (row.get("file_name") or "").strip()
@@ -176,9 +198,22 @@ def read_metadata_folder(folder: str | os.PathLike[str], catalog: Catalog) -> La
         styles.append(style)
         names.append(name)
         texts.append((row.get(TEXT_COLUMN) or "").strip())
-    return LabelledClips(
-        wavs, styles, names, source=str(meta), texts=texts if has_text and all(texts) else None
+    return _warn_empty(
+        LabelledClips(wavs, styles, names, source=str(meta), texts=texts if has_text and all(texts) else None)
     )
+
+
+def parse_where(value: str | None) -> dict[str, str]:
+    """``"model=adapter"`` (comma-separated COLUMN=VALUE pairs) -> {"model": "adapter"}."""
+    out: dict[str, str] = {}
+    for part in (value or "").split(","):
+        if not part.strip():
+            continue
+        column, eq, wanted = part.partition("=")
+        if not eq or not column.strip():
+            raise StyleGRPOError(f"--where: {part.strip()!r} is not COLUMN=VALUE")
+        out[column.strip()] = wanted.strip()
+    return out
 
 
 def parse_style_map(value: str | None) -> dict[str, str]:
@@ -245,8 +280,10 @@ def read_audio_dataset(
         texts.append(str(row.get(TEXT_COLUMN) or "").strip() if has_text else "")
     if not wavs:
         raise StyleGRPOError(f"--dataset {name}: split {split!r} has no rows")
-    return LabelledClips(
-        wavs, styles, ids, source=f"{name} ({split})", texts=texts if has_text and all(texts) else None
+    return _warn_empty(
+        LabelledClips(
+            wavs, styles, ids, source=f"{name} ({split})", texts=texts if has_text and all(texts) else None
+        )
     )
 
 

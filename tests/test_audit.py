@@ -191,6 +191,25 @@ def test_synthesize_tiny_end_to_end(tmp_path, capsys):
     again = tmp_path / "again"
     assert audit("--clips", out / "clips", "--judges", "acoustic", "--out", again) == 0
     assert load(again)["n_clips"] == 22
+    only = tmp_path / "only-base"  # an eval folder lists base and adapter clips: --where picks one model
+    assert (
+        audit("--clips", out / "clips", "--where", "model=base", "--judges", "acoustic", "--out", only) == 0
+    )
+    assert load(only)["n_clips"] == 22
+    assert (
+        audit(
+            "--clips",
+            out / "clips",
+            "--where",
+            "model=adapter",
+            "--judges",
+            "acoustic",
+            "--out",
+            tmp_path / "none",
+        )
+        == 2
+    )
+    assert "no row has model=adapter" in capsys.readouterr().err
     if browser.chromium_path() is not None:
         seen = browser.check_report(out / "report.html")
         assert report_problems(seen) == []
@@ -261,6 +280,7 @@ def rewrite_metadata(clips, rows, header=("file_name", "style", "text")):
         ("no_metadata", "no metadata.csv"),
         ("one_style", "an audit needs clips of at least two styles"),
         ("unknown_judge", "unknown style judge 'nosuch'; valid judges: clap, acoustic, quality"),
+        ("where_column", "--where speaker=x: "),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(small_set, tmp_path, capsys, case, expect):
@@ -281,9 +301,10 @@ def test_bad_input_is_one_line_and_exit_2(small_set, tmp_path, capsys, case, exp
         rewrite_metadata(clips, [("loud-0.wav", "loud", "a"), ("loud-1.wav", "loud", "a")])
     elif case == "unknown_judge":
         judges = "acoustic,nosuch"
+    extra = ["--where", "speaker=x"] if case == "where_column" else []
     before = sorted(p.name for p in clips.iterdir())
     out = tmp_path / "out"
-    assert audit("--clips", clips, "--styles", styles, "--judges", judges, "--out", out) == 2
+    assert audit("--clips", clips, "--styles", styles, "--judges", judges, "--out", out, *extra) == 2
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if "stylegrpo audit" in line]  # (progress bars aside)
     assert len(lines) == 1 and lines[0].startswith("stylegrpo audit: error: ") and "Traceback" not in err

@@ -251,3 +251,26 @@ def test_bad_reference_clips_stop_the_build_naming_the_file(capsys, tmp_path, co
     (bad / METADATA).unlink()
     rc, err = build(capsys, corpus, bad, tmp_path / "o4")
     assert rc == 2 and "no metadata.csv" in err and str(bad) in err
+
+
+def test_a_tiny_grpo_step_on_a_speakers_dataset_scores_only_referenced_rows(capsys, tmp_path, corpus, refs):
+    """build --speakers, then train the speaker reward through TRL: logged per style for the styles with a
+    reference, never for the identity style (None: not applicable), and the run completes."""
+    import json
+
+    out = tmp_path / "ds"
+    assert build(capsys, corpus, refs, out, "--test-size", "0")[0] == 0
+    run = tmp_path / "run"
+    argv = ["train", "--config", "tiny", "--dataset_path", str(out), "--styles", str(corpus / "styles.yaml")]
+    argv += ["--output-dir", str(run), "--max_steps", "2", "--logging_steps", "1", "--save_strategy", "no"]
+    argv += ["--rewards", "speaker", "acoustic", "--reward_weights", "1.0", "1.0", "--report_to", "none"]
+    argv += ["--max_train_samples", "8", "--shuffle_dataset", "false"]
+    rc = main(argv)
+    assert rc == 0, capsys.readouterr().err
+    keys = set()
+    for line in (run / "style_metrics.jsonl").read_text().splitlines():
+        keys |= set(json.loads(line))
+    assert "rewards/acoustic/child" in keys  # the identity style was trained...
+    logged = {k for k in keys if k.startswith("rewards/speaker/")}
+    assert logged and "rewards/speaker/child" not in logged  # ...without a speaker reward
+    assert logged <= {"rewards/speaker/calm", "rewards/speaker/fast"}

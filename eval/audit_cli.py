@@ -8,6 +8,7 @@ from pathlib import Path
 
 from stylegrpo import argtypes
 from stylegrpo.audio import CODEC_TOKENS_PER_SECOND
+from stylegrpo.console import note
 from stylegrpo.errors import StyleGRPOError
 from stylegrpo.outputs import check_output_dir
 from stylegrpo.presets import MODEL_FIELDS, add_model_arguments, preset_from_args
@@ -226,6 +227,6 @@ def run(args: argparse.Namespace) -> int:
         if d["verdicts"]:
             print(f"  {name}: {len(d['verdicts'])} of {len(d['rows'])} descriptions sit nearer another style")
     if tiny_policy:
-        print(f"  note: {TINY_AUDIO_WARNING}")
+        note(f"  note: {TINY_AUDIO_WARNING}")
     print(f"report: {out / REPORT_NAME}")
     return 0

@@ -179,9 +179,9 @@ def read_metadata_folder(
         raise StyleGRPOError(f"{meta}: no row has {', '.join(f'{k}={v}' for k, v in (where or {}).items())}")
     has_text = TEXT_COLUMN in columns
     wavs, styles, names, texts = [], [], [], []
-    from tqdm.auto import tqdm
+    from stylegrpo.console import progress_bar
 
-    for line, row in zip(lines, tqdm(rows, desc="reading clips", unit="clip"), strict=True):
+    for line, row in zip(lines, progress_bar(rows, desc="reading clips", unit="clip"), strict=True):
         where = f"{meta} line {line}"
         style = _check_style(row.get(DEFAULT_STYLE_COLUMN), catalog, where)
         name = (row.get("file_name") or "").strip()
@@ -266,9 +266,9 @@ def read_audio_dataset(
     has_text = TEXT_COLUMN in columns
     hint = "; map dataset labels to catalog styles with --style-map LABEL=STYLE,..."
     wavs, styles, ids, texts = [], [], [], []
-    from tqdm.auto import tqdm
+    from stylegrpo.console import progress_bar
 
-    for i, row in enumerate(tqdm(ds, desc="reading clips", unit="clip")):
+    for i, row in enumerate(progress_bar(ds, desc="reading clips", unit="clip")):
         where = f"--dataset {name} row {i}"
         label = row[style_column]
         if names_of is not None and isinstance(label, int):
@@ -417,11 +417,11 @@ def judge_is_tiny(spec: str) -> bool:
 
 def score_judge(judge: Any, clips: LabelledClips, catalog: Catalog, chunk: int = SCORE_CHUNK) -> np.ndarray:
     """``[n_clips, n_styles]`` scores of one judge, in chunks with a progress bar."""
-    from tqdm.auto import tqdm
+    from stylegrpo.console import progress_bar
 
     styles = list(catalog.styles)
     out = np.full((len(clips), len(styles)), np.nan)
-    with tqdm(total=len(clips), desc=f"judge {judge.name}", unit="clip") as bar:
+    with progress_bar(total=len(clips), desc=f"judge {judge.name}", unit="clip") as bar:
         for start in range(0, len(clips), chunk):
             stop = min(len(clips), start + chunk)
             texts = clips.texts[start:stop] if clips.texts is not None else None

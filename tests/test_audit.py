@@ -179,7 +179,9 @@ def test_synthesize_tiny_end_to_end(tmp_path, capsys):
     data = load(out)
     assert data["n_clips"] == 2 * 11 and set(data["clips_per_style"].values()) == {2}
     assert "clap:tiny:clap" in data["judges"] and "acoustic" in data["judges"]
-    assert "quality" in data["judges"]
+    assert "quality" in data["judges"] and "ast:tiny:ast" in data["judges"]  # the AudioSet classifier's twin
+    assert data["judges"]["ast:tiny:ast"]["applies_to"]  # the catalog's styles with classifier_labels
+    assert data["skipped_judges"] == {}
     assert data["tiny_audio"] is True and "clap:tiny:clap" in data["tiny_judges"]
     assert data["descriptions"]["clap:tiny:clap"]["rows"]  # CLAP's paraphrase geometry
     assert TINY_AUDIO_WARNING in printed

@@ -48,7 +48,7 @@ demo: install
 # eval's default is 16
 	$(SG) eval --preset tiny --adapter $(OUT)/train/adapter --dataset $(OUT)/dataset --training-dir $(OUT)/train --out $(OUT)/eval --n-per-style 4 --overwrite
 	$(SG) say --preset tiny --adapter $(OUT)/train/adapter --style whispering "Hello there." -o $(OUT)/hello.wav --overwrite
-	@echo; echo "Report: $(abspath $(OUT))/eval/report.html  (tiny random models: plumbing, not quality)"
+	@echo "Report: $(abspath $(OUT))/eval/report.html  (tiny random models: plumbing, not quality)"
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -228,3 +228,49 @@ def test_quiet_styles_check_prints_only_the_result(capsys):
 
     assert train_main(["-q", "--list-recipes"]) == 0
     assert "tiny" in capsys.readouterr().out
+
+
+def _trainer(tmp_path):
+    import torch
+    from transformers import Trainer, TrainingArguments
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Linear(1, 1)
+
+        def forward(self, x=None, labels=None):
+            return {"loss": self.w(x).pow(2).mean()}
+
+    args = TrainingArguments(output_dir=str(tmp_path / "t"), report_to=[], use_cpu=True, max_steps=4)
+    return Trainer(model=Tiny(), args=args, train_dataset=[{"x": torch.ones(1)}] * 8)
+
+
+def test_the_training_bar_replaces_the_log_dictionaries(tmp_path, capsys):
+    from transformers.trainer_callback import ProgressCallback, TrainerControl, TrainerState
+
+    def kinds(trainer):
+        return [type(cb).__name__ for cb in trainer.callback_handler.callbacks]
+
+    with console.session(console.VERBOSE):  # -v: transformers' own bar, which prints every log dictionary
+        trainer = _trainer(tmp_path)
+        console.trainer_progress(trainer)
+        assert "ProgressCallback" in kinds(trainer) and "TrainingBar" not in kinds(trainer)
+    with console.session(console.QUIET):
+        trainer = _trainer(tmp_path)
+        console.trainer_progress(trainer)
+        assert "ProgressCallback" not in kinds(trainer) and "TrainingBar" not in kinds(trainer)
+    with console.session(console.NORMAL):
+        trainer = _trainer(tmp_path)
+        console.trainer_progress(trainer)
+        assert not any(isinstance(cb, ProgressCallback) for cb in trainer.callback_handler.callbacks)
+        (bar,) = [cb for cb in trainer.callback_handler.callbacks if type(cb).__name__ == "TrainingBar"]
+        state, control = TrainerState(max_steps=4), TrainerControl()
+        bar.on_train_begin(trainer.args, state, control)
+        state.global_step = 2
+        bar.on_step_end(trainer.args, state, control)
+        bar.on_log(trainer.args, state, control, logs={"loss": 0.123456, "reward": 0.5, "grad_norm": 1.0})
+        shown = str(bar.bar)
+        bar.on_train_end(trainer.args, state, control)
+    assert "2/4" in shown and "loss=0.1235" in shown and "reward=0.5" in shown and "grad_norm" not in shown
+    assert "{'loss'" not in capsys.readouterr().out  # no dictionary printed

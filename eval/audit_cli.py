@@ -75,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--judges",
         metavar="SPEC,...",
         help="style judges to audit (default: every registered one, CLAP and AST with the preset's models: "
-        "clap, acoustic, quality, ast)",
+        "clap, acoustic, quality, ast; a default judge that cannot load is skipped, a named one is an error)",
     )
     add_styles_argument(parser)
     add_model_arguments(parser, overrides=MODEL_FIELDS)
@@ -199,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
         judge_batch_size=args.judge_batch_size,
         preset=preset,
         inputs=inputs,
+        strict_judges=bool(args.judges),  # named by the user: a judge that cannot load is an error
         config={
             "adapter": args.adapter,
             "seed": args.seed if args.synthesize else None,

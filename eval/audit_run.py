@@ -96,6 +96,7 @@ class AuditSettings:
     preset: Preset | None = None  # the policy's preset (--synthesize) or the one the judges came from
     inputs: list[tuple[str, Any]] = field(default_factory=list)  # (label, path) the output may not touch
     config: dict[str, Any] = field(default_factory=dict)  # shown in the report and audit.json
+    strict_judges: bool = False  # judges the user named: one that cannot load is an error, not a skip
 
 
 # -- inputs -----------------------------------------------------------------------------------------
@@ -447,6 +448,7 @@ def audit_clips(
     device: str = "auto",
     judge_batch_size: int | None = None,
     build: Callable[..., Any] | None = None,
+    strict: bool = False,
 ) -> dict[str, Any]:
     """Score ``clips`` with every judge and audit each: {"judges", "descriptions", "skipped", "scores"}."""
     from stylegrpo.scorers.judges import build_judge
@@ -466,6 +468,8 @@ def audit_clips(
             s = score_judge(judge, clips, catalog)
             emb = text_embeddings(judge, catalog)
         except StyleGRPOError as e:  # a judge that cannot load or run here (e.g. no hub access): said so
+            if strict:
+                raise StyleGRPOError(f"judge {spec}: {e}") from None
             skipped[spec] = str(e)
             log.warning("judge %s skipped: %s", spec, e)
             continue
@@ -574,6 +578,7 @@ def run_audit(
             device=settings.device,
             judge_batch_size=settings.judge_batch_size,
             build=build,
+            strict=settings.strict_judges,
         )
         config = dict(settings.config)
         if settings.preset is not None:

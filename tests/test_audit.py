@@ -283,6 +283,7 @@ def rewrite_metadata(clips, rows, header=("file_name", "style", "text")):
         ("one_style", "an audit needs clips of at least two styles"),
         ("unknown_judge", "unknown style judge 'nosuch'; valid judges: clap, acoustic, quality"),
         ("where_column", "--where speaker=x: "),
+        ("judge_cannot_load", "judge clap:/no/such/clap: cannot load CLAP model"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(small_set, tmp_path, capsys, case, expect):
@@ -303,6 +304,8 @@ def test_bad_input_is_one_line_and_exit_2(small_set, tmp_path, capsys, case, exp
         rewrite_metadata(clips, [("loud-0.wav", "loud", "a"), ("loud-1.wav", "loud", "a")])
     elif case == "unknown_judge":
         judges = "acoustic,nosuch"
+    elif case == "judge_cannot_load":
+        judges = "acoustic,clap:/no/such/clap"
     extra = ["--where", "speaker=x"] if case == "where_column" else []
     before = sorted(p.name for p in clips.iterdir())
     out = tmp_path / "out"

@@ -190,19 +190,6 @@ def counts(offsets, data, w_ascii, w_high, letter, symbol, dot_follow):  # pragm
 
 
 @jit
-def row_bits(offsets, data, table):  # pragma: no cover (compiled)
-    """Per row: the OR of ``table[b]`` over its bytes (no branch per byte)."""
-    n = offsets.size - 1
-    out = np.zeros(n, dtype=np.uint8)
-    for r in range(n):
-        acc = np.uint8(0)
-        for i in range(offsets[r], offsets[r + 1]):
-            acc |= table[data[i]]
-        out[r] = acc
-    return out
-
-
-@jit
 def insert(table, keys, is_new, start, size):  # pragma: no cover (compiled)
     """Open addressing with linear probing (0 = empty), keys inserted in order from ``start`` while
     the table stays at most half full; sets ``is_new[j]`` where key j was not there yet. Returns (the

@@ -18,8 +18,7 @@ import pyarrow.compute as pc
 
 from stylegrpo.styles import REFERENCE_SEPARATOR, PromptTemplate, Reference
 
-from .cleaning import _byte_view, nfkc_changes
-from .kernels import kernels
+from .cleaning import _byte_view, _rows_with, nfkc_changes
 
 log = logging.getLogger(__name__)
 
@@ -170,20 +169,13 @@ class PromptRenderer:
         as a tokenizer normalises it) when it has a '<', '|' or '>', or when NFKC changes it; cleaning
         (NFKC, no markup characters) leaves none, so this normally finds nothing to do."""
         offsets, data = _byte_view(pc.fill_null(texts, "") if texts.null_count else texts)
-        bits = kernels().row_bits(offsets, data, _CHECK_BITS)
-        suspect = (bits & _MARKER) > 0  # a "<", "|" or ">"
-        high = (bits & _NON_ASCII) > 0  # NFKC changes only non-ASCII text
+        suspect = _rows_with(offsets, (data == 60) | (data == 62) | (data == 124)) > 0  # a "<", "|" or ">"
+        high = _rows_with(offsets, data >= 0x80) > 0  # NFKC changes only non-ASCII text
         if high.any():
             suspect[high] |= nfkc_changes(texts.filter(pa.array(high)))
         for i in np.flatnonzero(suspect):
             ref = references[ref_ids[i]] if ref_ids is not None and references and ref_ids[i] >= 0 else None
             self.template.render(texts[int(i)].as_py(), self.descriptions[desc_ids[i]], ref)
-
-
-_MARKER, _NON_ASCII = 1, 2  # bits of _CHECK_BITS: per byte, what _check_texts looks for
-_CHECK_BITS = np.zeros(256, dtype=np.uint8)
-_CHECK_BITS[list(b"<|>")] = _MARKER
-_CHECK_BITS[0x80:] = _NON_ASCII
 
 
 def _fill(parts: list[tuple[str, str, str | None]], text: str) -> list[dict[str, str]]:

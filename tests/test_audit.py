@@ -194,9 +194,8 @@ def test_synthesize_tiny_end_to_end(tmp_path, capsys):
     assert audit("--clips", out / "clips", "--judges", "acoustic", "--out", again) == 0
     assert load(again)["n_clips"] == 22
     only = tmp_path / "only-base"  # an eval folder lists base and adapter clips: --where picks one model
-    assert (
-        audit("--clips", out / "clips", "--where", "model=base", "--judges", "acoustic", "--out", only) == 0
-    )
+    # (--clips out: the folder above clips/, like an eval's --out, is found too)
+    assert audit("--clips", out, "--where", "model=base", "--judges", "acoustic", "--out", only) == 0
     assert load(only)["n_clips"] == 22
     assert (
         audit(

@@ -45,15 +45,17 @@ def unstable_rows(offsets, data, stable):  # pragma: no cover (compiled)
 
 
 @jit
-def rewrite(offsets, data, action):  # pragma: no cover (compiled)
+def rewrite(offsets, data, action, stable):  # pragma: no cover (compiled)
     """Each character replaced as ``action[cp]`` says, then runs of spaces collapsed and the row
-    trimmed of spaces; rows with a character beyond the BMP are flagged (and left to the caller).
-    Returns (new offsets, new bytes, beyond)."""
+    trimmed of spaces; rows with a character beyond the BMP are flagged (and left to the caller), and so
+    are rows with a character outside the NFKC-stable table ``stable`` (to be NFKC'd first).
+    Returns (new offsets, new bytes, beyond, unstable)."""
     n = offsets.size - 1
     lo, hi = offsets[0], offsets[n]
     out = np.empty(max(hi - lo, 1), dtype=np.uint8)  # no action lengthens a character
     new = np.empty(n + 1, dtype=np.int64)
     beyond = np.zeros(n, dtype=np.bool_)
+    unstable = np.zeros(n, dtype=np.bool_)
     o = 0
     for r in range(n):
         new[r] = o
@@ -76,6 +78,8 @@ def rewrite(offsets, data, action):  # pragma: no cover (compiled)
                 a = KEEP_CHAR
             else:
                 cp, length = decode(data, i, end)
+                if cp >= stable.size or not stable[cp]:
+                    unstable[r] = True
                 if cp >= BMP:
                     beyond[r] = True
                     a = KEEP_CHAR
@@ -107,7 +111,7 @@ def rewrite(offsets, data, action):  # pragma: no cover (compiled)
         if o > start and out[o - 1] == 32:
             o -= 1
     new[n] = o
-    return new, out[:o], beyond
+    return new, out[:o], beyond, unstable
 
 
 @jit

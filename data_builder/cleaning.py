@@ -204,10 +204,13 @@ def nfkc_changes(arr: pa.Array) -> np.ndarray:
     nulls False), computed only on rows with a character outside ``_stable_table()``."""
     if arr.null_count:
         arr = pc.fill_null(arr, "")
-    stable = _stable_table()
-    rows, cps = _code_points(arr)
-    maybe = _rows_any(len(arr), rows, (cps >= len(stable)) | ~stable[np.minimum(cps, len(stable) - 1)])
+    if arr.type != pa.string():
+        arr = arr.cast(pa.string())
     out = np.zeros(len(arr), dtype=bool)
+    offsets, data = _byte_view(arr)
+    if not len(arr) or offsets[-1] == offsets[0] or data[offsets[0] : offsets[-1]].max() < 0xC0:
+        return out  # plain ASCII: NFKC changes nothing
+    maybe = kernels().unstable_rows(offsets, data, _stable_table())
     if maybe.any():
         sub = arr.filter(pa.array(maybe))
         out[maybe] = pc.not_equal(_nfkc(sub), sub).to_numpy(zero_copy_only=False)
@@ -311,13 +314,18 @@ def normalize(arr: pa.Array) -> pa.Array:
     if not len(arr):
         return arr
     k = kernels()
-    raw = arr
     offsets, data = _byte_view(arr)
-    if offsets[-1] > offsets[0] and data[offsets[0] : offsets[-1]].max() >= 0xC0:  # a non-ASCII character
-        arr = _on_rows(arr, k.unstable_rows(offsets, data, _stable_table()), _nfkc)
-    offsets, data = _byte_view(arr)
-    new_offsets, new_data, beyond = k.rewrite(offsets, data, _action_table())
+    new_offsets, new_data, beyond, unstable = k.rewrite(offsets, data, _action_table(), _stable_table())
     out = _from_buffers(new_offsets, new_data)
+    if unstable.any():  # NFKC first on these rows, then the same pass
+        mask = pa.array(unstable)
+        sub_offsets, sub_data = _byte_view(_nfkc(arr.filter(mask)))
+        sub_offsets, sub_data, sub_beyond, _ = k.rewrite(
+            sub_offsets, sub_data, _action_table(), _stable_table()
+        )
+        out = pc.replace_with_mask(out, mask, _from_buffers(sub_offsets, sub_data))
+        beyond[unstable] |= sub_beyond
+        new_offsets, new_data = _byte_view(out)
     if len(new_data):
         ends = new_offsets[1:] > new_offsets[:-1]
         first = new_data[np.minimum(new_offsets[:-1], len(new_data) - 1)]
@@ -325,7 +333,7 @@ def normalize(arr: pa.Array) -> pa.Array:
         out = _on_rows(out, ends & ((first >= 0x80) | (last >= 0x80)) & ~beyond, pc.utf8_trim_whitespace)
     if beyond.any():  # characters outside the action table (emoji, astral format characters)
         mask = pa.array(beyond)
-        out = pc.replace_with_mask(out, mask, _normalize_direct(raw.filter(mask)))
+        out = pc.replace_with_mask(out, mask, _normalize_direct(arr.filter(mask)))
     return out
 
 

@@ -169,10 +169,8 @@ class PromptRenderer:
         as a tokenizer normalises it) when it has a '<', '|' or '>', or when NFKC changes it; cleaning
         (NFKC, no markup characters) leaves none, so this normally finds nothing to do."""
         offsets, data = _byte_view(pc.fill_null(texts, "") if texts.null_count else texts)
-        suspect = _rows_with(offsets, (data == 60) | (data == 62) | (data == 124)) > 0  # a "<", "|" or ">"
-        high = _rows_with(offsets, data >= 0x80) > 0  # NFKC changes only non-ASCII text
-        if high.any():
-            suspect[high] |= nfkc_changes(texts.filter(pa.array(high)))
+        marked = _rows_with(offsets, (data == 60) | (data == 62) | (data == 124)) > 0  # a "<", "|" or ">"
+        suspect = marked | nfkc_changes(texts)  # NFKC only where it can change something
         for i in np.flatnonzero(suspect):
             ref = references[ref_ids[i]] if ref_ids is not None and references and ref_ids[i] >= 0 else None
             self.template.render(texts[int(i)].as_py(), self.descriptions[desc_ids[i]], ref)

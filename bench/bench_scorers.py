@@ -97,7 +97,7 @@ def build_real_architectures(workdir: Path) -> dict[str, str]:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from bench.real_models import save_real_models
 
-    kinds = ("clap", "asr", "whisper")
+    kinds = ("clap", "asr", "whisper", "ast")
     folder = workdir / "real-judges"
     if not (folder / ".complete").exists():
         logging.info("building full-size judges with random weights in %s", folder)
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16, help="the judges' batch_size")
     parser.add_argument("--single", type=int, default=None, help="clips scored one at a time (default: all)")
     parser.add_argument(
-        "--judges", default="clap,asr,whisper,acoustic,quality", help="comma-separated subset"
+        "--judges", default="clap,asr,whisper,ast,acoustic,quality", help="comma-separated subset"
     )
     parser.add_argument(
         "--real-architectures", action="store_true", help="full-size real configs, random weights"
@@ -344,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
     from stylegrpo.scorers import AsrScorer, ClapScorer, WhisperNllScorer, measure, measure_batch
+    from stylegrpo.scorers.ast_classifier import AstScorer
 
     wavs, texts = make_clips(args.clips, args.min_s, args.max_s, seed=0, source=args.source)
     descs = [DESCRIPTIONS[i % len(DESCRIPTIONS)] for i in range(len(wavs))]
@@ -359,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         specs = build_real_architectures(workdir)
         label = "full-size random"
     else:
-        specs = {"clap": "tiny:clap", "asr": "tiny:parakeet", "whisper": "tiny:whisper"}
+        specs = {"clap": "tiny:clap", "asr": "tiny:parakeet", "whisper": "tiny:whisper", "ast": "tiny:ast"}
         label = "tiny twins"
     kw = dict(device=args.device, batch_size=args.batch_size)
     judges = {
@@ -374,6 +375,10 @@ def main(argv: list[str] | None = None) -> int:
         "whisper nll": (
             lambda: WhisperNllScorer(specs["whisper"], **kw),
             lambda s, w, i: s.nll(w, [texts[j] for j in i]),
+        ),
+        "ast label_probabilities": (
+            lambda: AstScorer(specs["ast"], **kw),
+            lambda s, w, i: s.label_probabilities(w),
         ),
     }
     wanted = {j.strip() for j in args.judges.split(",")}

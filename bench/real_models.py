@@ -1,7 +1,8 @@
 """Random-weight model folders of the real architectures (stylegrpo.architectures), for the benches.
 
 ``save_real_models(folder, scale)`` writes one ``from_pretrained`` folder per model of the llasa-1b preset
-(policy, codec, clap, asr, whisper) and returns their paths. The configs come from
+(policy, codec, clap, asr, whisper; ``kinds`` may add ``ast``, the AudioSet classifier judge) and returns
+their paths. The configs come from
 ``stylegrpo.architectures`` (the one definition of each real checkpoint); the tokenizers are the tiny
 twins' (the real ones need the hub), widened where a model needs it (the policy gets all 65,536 speech
 tokens); the feature extractors are built with the real checkpoints' settings (mel bins, sample rates).
@@ -50,6 +51,7 @@ SMALL: dict[str, dict[str, Any]] = {
         d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
         encoder_ffn_dim=64, decoder_ffn_dim=64,
     ),
+    A.AST: dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64),
 }  # fmt: skip
 
 
@@ -77,6 +79,7 @@ def save_real_models(
     ``device`` is where the random weights are initialised (``cuda`` is much faster for full sizes)."""
     import torch
     from transformers import (
+        ASTFeatureExtractor,
         AutoTokenizer,
         ClapFeatureExtractor,
         ClapProcessor,
@@ -168,6 +171,13 @@ def save_real_models(
         with init:
             model = A.model_class(A.WHISPER)(cfg).to(dtype)
         save("whisper", model, WhisperProcessor(fe, wt))
+
+    if "ast" in kinds:
+        # AST: the real feature extractor (kaldi fbank, 128 mel bins, 1024 frames); numbered placeholder labels
+        f = A.FEATURES[A.AST]
+        with init:
+            model = A.model_class(A.AST)(config_for(A.AST, scale)).to(dtype)
+        save("ast", model, ASTFeatureExtractor(num_mel_bins=f.mel_bins, max_length=f.fixed_frames))
     return specs
 
 

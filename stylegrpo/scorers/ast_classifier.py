@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,6 +49,10 @@ FRAME_S = 0.025  # the extractor's kaldi frame (400 samples at 16 kHz)
 HOP_S = 0.010  # its frame shift (160 samples): max_length frames span (max_length - 1) hops + one frame
 MIN_CLIP_S = 0.1  # an empty or very short clip is scored as this much audio (one frame needs 25 ms)
 CLOSE_MATCHES = 3  # how many similar label names an unknown label's message suggests
+# transformers' numpy fbank (used without torchaudio) warns at construction that some of the real
+# extractor's 128 mel filters is empty (band 3: a low band narrower than one of the 257 FFT bins). It is
+# the checkpoint's own feature setting (that band is constant for every clip), so it is not reported
+EMPTY_MEL_FILTER_WARNING = "At least one mel filter has all zero values"
 
 
 class AstScorer(LazyScorer):
@@ -69,7 +74,9 @@ class AstScorer(LazyScorer):
         from transformers import ASTFeatureExtractor, ASTForAudioClassification
 
         try:
-            feature_extractor = ASTFeatureExtractor.from_pretrained(path)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=EMPTY_MEL_FILTER_WARNING, category=UserWarning)
+                feature_extractor = ASTFeatureExtractor.from_pretrained(path)
             model = ASTForAudioClassification.from_pretrained(path, dtype=self.dtype)
         except (OSError, ValueError) as e:
             raise ScorerError(f"cannot load AST classifier {self.spec!r}: {e}") from None

@@ -45,17 +45,19 @@ def unstable_rows(offsets, data, stable):  # pragma: no cover (compiled)
 
 
 @jit
-def rewrite(offsets, data, action, stable):  # pragma: no cover (compiled)
+def rewrite(offsets, data, action, stable, w_ascii, w_high, letter, symbol, dot_follow):  # pragma: no cover
     """Each character replaced as ``action[cp]`` says, then runs of spaces collapsed and the row
     trimmed of spaces; rows with a character beyond the BMP are flagged (and left to the caller), and so
-    are rows with a character outside the NFKC-stable table ``stable`` (to be NFKC'd first).
-    Returns (new offsets, new bytes, beyond, unstable)."""
+    are rows with a character outside the NFKC-stable table ``stable`` (to be NFKC'd first); each new
+    row is counted as ``counts`` does (the remaining arguments), while its bytes are in cache.
+    Returns (new offsets, new bytes, beyond, unstable, counts)."""
     n = offsets.size - 1
     lo, hi = offsets[0], offsets[n]
     out = np.empty(max(hi - lo, 1), dtype=np.uint8)  # no action lengthens a character
     new = np.empty(n + 1, dtype=np.int64)
     beyond = np.zeros(n, dtype=np.bool_)
     unstable = np.zeros(n, dtype=np.bool_)
+    stats = new_counts(n)
     o = 0
     for r in range(n):
         new[r] = o
@@ -110,8 +112,87 @@ def rewrite(offsets, data, action, stable):  # pragma: no cover (compiled)
             i += length
         if o > start and out[o - 1] == 32:
             o -= 1
+        count_row(out, start, o, w_ascii, w_high, letter, symbol, dot_follow, r, stats)
     new[n] = o
-    return new, out[:o], beyond, unstable
+    return new, out[:o], beyond, unstable, stats
+
+
+@jit
+def count_row(data, i0, end, w_ascii, w_high, letter, symbol, dot_follow, r, out):  # pragma: no cover
+    """The counts of ``data[i0:end]`` into row ``r`` of ``out`` (see ``counts``)."""
+    chars, spaces, letters, symbols, markup, url, beyond = out
+    f = np.uint64(0xFFFF)
+    s1, s2, s3 = np.uint64(16), np.uint64(32), np.uint64(48)
+    sp = pu = sy = mk = ur = cont = la = sa = lu = su = 0
+    high = www = False
+    i = i0
+    while i < end:
+        stop = min(end, i + FIELD_MAX)
+        acc1 = np.uint64(0)
+        acc2 = np.uint64(0)
+        while i < stop:
+            b = data[i]
+            acc1 += w_ascii[b]
+            acc2 += w_high[b]
+            if dot_follow[b]:  # rare bytes: ".", "w", "W" and non-ASCII lead bytes
+                if b == 46:
+                    if i + 1 < end and letter[data[i + 1]] and data[i + 1] < 0x80:
+                        ur += 1  # a "." followed by an ASCII letter
+                elif b < 0x80:
+                    if (
+                        i + 3 < end
+                        and (data[i + 1] | 0x20) == 0x77
+                        and (data[i + 2] | 0x20) == 0x77
+                        and data[i + 3] == 46
+                    ):
+                        www = True  # "www." in any case
+                else:
+                    high = True
+                    cp, _ = decode(data, i, end)
+                    if cp >= BMP:
+                        beyond[r] = True
+                    else:
+                        if letter[cp]:
+                            lu += 1
+                        if symbol[cp]:
+                            su += 1
+            i += 1
+        sp += np.int64(acc1 & f)
+        pu += np.int64((acc1 >> s1) & f)
+        sy += np.int64((acc1 >> s2) & f)
+        mk += np.int64(acc1 >> s3)
+        ur += np.int64(acc2 & f)
+        cont += np.int64((acc2 >> s1) & f)
+        la += np.int64((acc2 >> s2) & f)
+        sa += np.int64(acc2 >> s3)
+    high = high or cont > 0
+    nbytes = end - i0
+    spaces[r] = sp
+    markup[r] = mk > 0
+    if high:
+        chars[r] = nbytes - cont
+        letters[r] = la + lu
+        symbols[r] = sa + su
+        url[r] = ur > 0 or www
+    else:
+        chars[r] = nbytes
+        letters[r] = nbytes - sp - pu - sy
+        symbols[r] = sy
+        url[r] = ur > 0
+
+
+@jit
+def new_counts(n):  # pragma: no cover (compiled)
+    """Empty per-row count arrays: chars, spaces, letters, symbols, markup, url, beyond."""
+    return (
+        np.empty(n, dtype=np.int64),
+        np.empty(n, dtype=np.int64),
+        np.empty(n, dtype=np.float64),
+        np.empty(n, dtype=np.int64),
+        np.zeros(n, dtype=np.bool_),
+        np.zeros(n, dtype=np.bool_),
+        np.zeros(n, dtype=np.bool_),
+    )
 
 
 @jit
@@ -123,74 +204,10 @@ def counts(offsets, data, w_ascii, w_high, letter, symbol, dot_follow):  # pragm
     punctuation, symbols, markup bytes; ``w_high``: ":"/"@", continuation bytes, table letters, table
     symbols), flushed every ``FIELD_MAX`` bytes so that no field overflows."""
     n = offsets.size - 1
-    chars = np.empty(n, dtype=np.int64)
-    spaces = np.empty(n, dtype=np.int64)
-    letters = np.empty(n, dtype=np.float64)
-    symbols = np.empty(n, dtype=np.int64)
-    markup = np.zeros(n, dtype=np.bool_)
-    url = np.zeros(n, dtype=np.bool_)
-    beyond = np.zeros(n, dtype=np.bool_)
-    f = np.uint64(0xFFFF)
-    s1, s2, s3 = np.uint64(16), np.uint64(32), np.uint64(48)
+    out = new_counts(n)
     for r in range(n):
-        i0, end = offsets[r], offsets[r + 1]
-        sp = pu = sy = mk = ur = cont = la = sa = lu = su = 0
-        high = www = False
-        i = i0
-        while i < end:
-            stop = min(end, i + FIELD_MAX)
-            acc1 = np.uint64(0)
-            acc2 = np.uint64(0)
-            while i < stop:
-                b = data[i]
-                acc1 += w_ascii[b]
-                acc2 += w_high[b]
-                if dot_follow[b]:  # rare bytes: ".", "w", "W" and non-ASCII lead bytes
-                    if b == 46:
-                        if i + 1 < end and letter[data[i + 1]] and data[i + 1] < 0x80:
-                            ur += 1  # a "." followed by an ASCII letter
-                    elif b < 0x80:
-                        if (
-                            i + 3 < end
-                            and (data[i + 1] | 0x20) == 0x77
-                            and (data[i + 2] | 0x20) == 0x77
-                            and data[i + 3] == 46
-                        ):
-                            www = True  # "www." in any case
-                    else:
-                        high = True
-                        cp, _ = decode(data, i, end)
-                        if cp >= BMP:
-                            beyond[r] = True
-                        else:
-                            if letter[cp]:
-                                lu += 1
-                            if symbol[cp]:
-                                su += 1
-                i += 1
-            sp += np.int64(acc1 & f)
-            pu += np.int64((acc1 >> s1) & f)
-            sy += np.int64((acc1 >> s2) & f)
-            mk += np.int64(acc1 >> s3)
-            ur += np.int64(acc2 & f)
-            cont += np.int64((acc2 >> s1) & f)
-            la += np.int64((acc2 >> s2) & f)
-            sa += np.int64(acc2 >> s3)
-        high = high or cont > 0
-        nbytes = end - i0
-        spaces[r] = sp
-        markup[r] = mk > 0
-        if high:
-            chars[r] = nbytes - cont
-            letters[r] = la + lu
-            symbols[r] = sa + su
-            url[r] = ur > 0 or www
-        else:
-            chars[r] = nbytes
-            letters[r] = nbytes - sp - pu - sy
-            symbols[r] = sy
-            url[r] = ur > 0
-    return chars, spaces, letters, symbols, markup, url, beyond
+        count_row(data, offsets[r], offsets[r + 1], w_ascii, w_high, letter, symbol, dot_follow, r, out)
+    return out
 
 
 @jit

@@ -159,8 +159,8 @@ class _Cleaned:
 
 
 def _clean_batch(batch: RawBatch, options: CleanOptions) -> _Cleaned:
-    texts = cleaning.normalize(batch.texts)
-    codes, stats = cleaning.filter_codes(texts, options)
+    texts, stats = cleaning.normalize_measure(batch.texts)  # normalized and counted in one pass
+    codes, stats = cleaning.filter_codes(texts, options, stats)
     ok = np.flatnonzero(codes == KEEP)
     hashes = cleaning.text_hashes(texts.filter(pa.array(codes == KEEP)))
     return _Cleaned(batch, texts, codes, stats, ok, hashes)

@@ -307,34 +307,49 @@ def normalize(arr: pa.Array) -> pa.Array:
     and trimmed on the way. Rows with a character beyond the Basic Multilingual Plane take the direct
     path; rows that end or start with a non-ASCII character after that get Arrow's Unicode trim.
     """
+    return normalize_measure(arr)[0]
+
+
+def normalize_measure(arr: pa.Array) -> tuple[pa.Array, TextStats]:
+    """``normalize(arr)`` and ``measure`` of it, the counts taken in the same compiled pass."""
     if arr.type != pa.string():
         arr = arr.cast(pa.string())
     if arr.null_count:
         arr = pc.fill_null(arr, "")
-    if not len(arr):
-        return arr
     k = kernels()
+    tables = (*_count_weights(), *_class_tables(), _HINT_BYTES)
     offsets, data = _byte_view(arr)
-    new_offsets, new_data, beyond, unstable = k.rewrite(offsets, data, _action_table(), _stable_table())
+    new_offsets, new_data, beyond, unstable, counts = k.rewrite(
+        offsets, data, _action_table(), _stable_table(), *tables
+    )
     out = _from_buffers(new_offsets, new_data)
     if unstable.any():  # NFKC first on these rows, then the same pass
         mask = pa.array(unstable)
         sub_offsets, sub_data = _byte_view(_nfkc(arr.filter(mask)))
-        sub_offsets, sub_data, sub_beyond, _ = k.rewrite(
-            sub_offsets, sub_data, _action_table(), _stable_table()
+        sub_offsets, sub_data, sub_beyond, _, sub_counts = k.rewrite(
+            sub_offsets, sub_data, _action_table(), _stable_table(), *tables
         )
         out = pc.replace_with_mask(out, mask, _from_buffers(sub_offsets, sub_data))
         beyond[unstable] |= sub_beyond
+        for whole, part in zip(counts, sub_counts, strict=True):
+            whole[unstable] = part
         new_offsets, new_data = _byte_view(out)
+    redo = beyond.copy()
     if len(new_data):
         ends = new_offsets[1:] > new_offsets[:-1]
         first = new_data[np.minimum(new_offsets[:-1], len(new_data) - 1)]
         last = new_data[np.maximum(new_offsets[1:] - 1, 0)]
-        out = _on_rows(out, ends & ((first >= 0x80) | (last >= 0x80)) & ~beyond, pc.utf8_trim_whitespace)
+        trim = ends & ((first >= 0x80) | (last >= 0x80)) & ~beyond
+        out = _on_rows(out, trim, pc.utf8_trim_whitespace)
+        redo |= trim
     if beyond.any():  # characters outside the action table (emoji, astral format characters)
         mask = pa.array(beyond)
         out = pc.replace_with_mask(out, mask, _normalize_direct(arr.filter(mask)))
-    return out
+    if redo.any():  # rows changed after the pass: counted again
+        sub_offsets, sub_data = _byte_view(out.filter(pa.array(redo)))
+        for whole, part in zip(counts, k.counts(sub_offsets, sub_data, *tables), strict=True):
+            whole[redo] = part
+    return out, _stats(out, counts)
 
 
 def _normalize_direct(arr: pa.Array) -> pa.Array:
@@ -451,10 +466,12 @@ def measure(arr: pa.Array) -> TextStats:
     if arr.type != pa.string():
         arr = arr.cast(pa.string())
     offsets, data = _byte_view(arr)
-    letter, symbol = _class_tables()
-    chars, spaces, letters, symbols, markup, url, beyond = kernels().counts(
-        offsets, data, *_count_weights(), letter, symbol, _HINT_BYTES
-    )
+    return _stats(arr, kernels().counts(offsets, data, *_count_weights(), *_class_tables(), _HINT_BYTES))
+
+
+def _stats(arr: pa.Array, counts: tuple[np.ndarray, ...]) -> TextStats:
+    """TextStats from the compiled per-row counts (rows with characters beyond the tables: regexes)."""
+    chars, spaces, letters, symbols, markup, url, beyond = counts
     if beyond.any():  # characters outside the tables: the regexes
         far = arr.filter(pa.array(beyond))
         chars[beyond] = pc.utf8_length(far).to_numpy(zero_copy_only=False)
@@ -503,9 +520,12 @@ def _class_tables() -> tuple[np.ndarray, np.ndarray]:
     return letter, symbol
 
 
-def filter_codes(arr: pa.Array, options: CleanOptions) -> tuple[np.ndarray, TextStats]:
-    """Reason code per row of normalized text (``KEEP`` = 0), and the rows' lengths."""
-    stats = measure(arr)
+def filter_codes(
+    arr: pa.Array, options: CleanOptions, stats: TextStats | None = None
+) -> tuple[np.ndarray, TextStats]:
+    """Reason code per row of normalized text (``KEEP`` = 0), and the rows' lengths (``stats``: those of
+    ``measure(arr)`` when the caller has them, e.g. from ``normalize_measure``)."""
+    stats = measure(arr) if stats is None else stats
     checks = [
         ("empty", stats.chars == 0),
         ("special_token", _match(arr, _SPECIAL_TOKEN, stats.maybe_markup)),

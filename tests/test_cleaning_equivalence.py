@@ -196,3 +196,15 @@ def test_text_hashes_are_pandas_hash_array():
     want = pd.util.hash_array(texts.to_numpy(zero_copy_only=False), categorize=False)
     np.testing.assert_array_equal(c.text_hashes(texts), want)
     np.testing.assert_array_equal(c.text_hashes(texts.slice(10, 50)), want[10:60])
+
+
+@pytest.mark.parametrize("seed", [6, 7])
+def test_normalize_measure_is_normalize_then_measure(seed):
+    """The build's one-pass version (counts taken while rewriting) equals the two calls."""
+    texts = pa.array(sample(n=3000, seed=seed) + [None, "", " ", "\u00e9 ", " \u3000x\u3000"], pa.string())
+    joint, stats = c.normalize_measure(texts)
+    alone = c.normalize(texts)
+    assert joint.to_pylist() == alone.to_pylist()
+    want = c.measure(alone)
+    for name in ("chars", "words", "letter_fraction", "maybe_markup", "maybe_url"):
+        np.testing.assert_array_equal(getattr(stats, name), getattr(want, name), err_msg=name)

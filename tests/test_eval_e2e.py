@@ -22,6 +22,7 @@ styles:
     phrase: a man whispering
     descriptions: [a man whispering, someone speaking in a hushed whisper]
     targets: {loudness_dbfs: [-45, -25], voiced_fraction: [0.0, 0.25]}
+    classifier_labels: [Whispering]
   - name: shouting
     phrase: a man shouting loudly
     descriptions: [a man shouting loudly, a loud, forceful shout]
@@ -187,6 +188,14 @@ def test_eval_writes_every_output_for_both_models(setup, evaluated):
     ):
         assert meta[col].notna().all() and np.isfinite(meta[col].astype(float)).all(), col
     assert meta["cer"].between(0, 1).all() and meta["style_correct"].isin([0.0, 1.0]).all()
+    # the AudioSet classifier's own-style probability: only whispering names a label here
+    prob = meta["classifier_prob"].replace("", "nan").astype(float)  # read with keep_default_na=False
+    whisper = (meta["style"] == "whispering") & ~meta["no_speech"].astype(str).eq("True")
+    assert (
+        whisper.any()
+        and prob[whisper].between(0, 1).all()
+        and prob[meta["style"] != "whispering"].isna().all()
+    )
     assert set(meta["predicted_style"]) <= {"whispering", "shouting", "child"}
     per_target = pd.read_csv(out / "clips" / "metadata.csv").set_index("style")["target_loudness_dbfs"]
     assert per_target.loc[["whispering", "shouting"]].between(0, 1).all()  # styles with a loudness target

@@ -36,9 +36,13 @@ def print_table(catalog: Catalog) -> None:
     table.add_column("descriptions", justify="right")
     table.add_column("acoustic targets")
     table.add_column("names who speaks")  # identity: true (a reference speaker's voice contradicts it)
+    table.add_column("AudioSet labels")  # classifier_labels: what the second style judge (ast) listens for
     for s in catalog:
         identity = "yes" if s.identity else ""
-        table.add_row(s.name, s.phrase, str(len(s.descriptions)), format_targets(dict(s.targets)), identity)
+        labels = "\n".join(s.classifier_labels) or "-"
+        table.add_row(
+            s.name, s.phrase, str(len(s.descriptions)), format_targets(dict(s.targets)), identity, labels
+        )
     Console().print(table)
 
 

@@ -97,7 +97,8 @@ class ScriptArguments:
     rewards: list[str] = field(
         default_factory=lambda: list(DEFAULT_REWARDS),
         metadata={
-            "help": "reward functions: style, style_contrastive, cer, whisper_nll, acoustic, clean, speaker"
+            "help": "reward functions: style, style_contrastive, cer, whisper_nll, acoustic, clean, speaker, "
+            "style_classifier"
         },
     )
     nll_temperature: float = field(

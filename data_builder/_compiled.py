@@ -25,22 +25,12 @@ def decode(data, i, end):  # pragma: no cover (compiled)
 
 
 @jit
-def unstable_rows(offsets, data, stable):  # pragma: no cover (compiled)
-    """Per row: a character outside the NFKC-stable table (cleaning._stable_table)."""
-    n = offsets.size - 1
-    out = np.zeros(n, dtype=np.bool_)
-    for r in range(n):
-        i, end = offsets[r], offsets[r + 1]
-        while i < end:
-            b = data[i]
-            if b < 0xC0:  # ASCII or a continuation byte
-                i += 1
-                continue
-            cp, length = decode(data, i, end)
-            i += length
-            if cp >= stable.size or not stable[cp]:
-                out[r] = True
-                break
+def unstable_at(data, positions, hi, stable):  # pragma: no cover (compiled)
+    """For each lead byte position: its character is outside the NFKC-stable table ``stable``."""
+    out = np.zeros(positions.size, dtype=np.bool_)
+    for j in range(positions.size):
+        cp, _ = decode(data, positions[j], hi)
+        out[j] = cp >= stable.size or not stable[cp]
     return out
 
 

@@ -206,14 +206,26 @@ def nfkc_changes(arr: pa.Array) -> np.ndarray:
         arr = pc.fill_null(arr, "")
     if arr.type != pa.string():
         arr = arr.cast(pa.string())
-    out = np.zeros(len(arr), dtype=bool)
     offsets, data = _byte_view(arr)
-    if not len(arr) or offsets[-1] == offsets[0] or data[offsets[0] : offsets[-1]].max() < 0xC0:
-        return out  # plain ASCII: NFKC changes nothing
-    maybe = kernels().unstable_rows(offsets, data, _stable_table())
+    maybe = _unstable_rows(offsets, data)
+    out = np.zeros(len(arr), dtype=bool)
     if maybe.any():
         sub = arr.filter(pa.array(maybe))
         out[maybe] = pc.not_equal(_nfkc(sub), sub).to_numpy(zero_copy_only=False)
+    return out
+
+
+def _unstable_rows(offsets: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """Per row: a character outside ``_stable_table()`` (the only rows NFKC can change): the lead bytes of
+    the non-ASCII characters found with numpy, only those decoded."""
+    out = np.zeros(len(offsets) - 1, dtype=bool)
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    if hi == lo:
+        return out
+    starts = np.flatnonzero(data[lo:hi] >= 0xC0) + lo
+    if len(starts):
+        bad = starts[kernels().unstable_at(data, starts, hi, _stable_table())]
+        out[np.searchsorted(offsets, bad, side="right") - 1] = True
     return out
 
 

@@ -394,8 +394,8 @@ class Reader:
                     carry, data = data[cut + 1 :], data[: cut + 1]
                 if b"\r" in data:
                     data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-                arr, lines = self._split_lines(data, lineno, src, report)
-                lineno += int(data.count(b"\n"))
+                arr, lines, n_lines = self._split_lines(data, lineno, src, report)
+                lineno += n_lines
                 if not src.gzipped:
                     self._advance(len(chunk))
                 yield arr, lines
@@ -406,7 +406,9 @@ class Reader:
 
     def _split_lines(
         self, data: bytes, lineno: int, src: Source, report: SourceReport
-    ) -> tuple[pa.Array, np.ndarray]:
+    ) -> tuple[pa.Array, np.ndarray, int]:
+        """(the lines as strings, their numbers, how many lines ``data`` holds); undecodable lines are
+        counted and left out."""
         buf = np.frombuffer(data, dtype=np.uint8)
         ends = np.flatnonzero(buf == 10)
         n = len(ends)
@@ -423,7 +425,7 @@ class Reader:
             arr = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(content))
         try:
             arr.validate(full=True)
-            return arr, lines
+            return arr, lines, n
         except pa.ArrowInvalid:
             pass
         good: list[str] = []
@@ -439,7 +441,7 @@ class Reader:
                     f"{src.label}:{lines[i]}",
                     f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})",
                 )
-        return pa.array(good, pa.string()), lines[keep]
+        return pa.array(good, pa.string()), lines[keep], n
 
     def _read_text(self, src: Source, report: SourceReport) -> Iterator[tuple[pa.Array, np.ndarray]]:
         sample = self._sample(src)

@@ -169,7 +169,10 @@ class PromptRenderer:
         as a tokenizer normalises it) when it has a '<', '|' or '>', or when NFKC changes it; cleaning
         (NFKC, no markup characters) leaves none, so this normally finds nothing to do."""
         offsets, data = _byte_view(pc.fill_null(texts, "") if texts.null_count else texts)
-        marked = _rows_with(offsets, (data == 60) | (data == 62) | (data == 124)) > 0  # a "<", "|" or ">"
+        marked = np.zeros(len(texts), dtype=bool)  # a "<", "|" or ">"
+        text_bytes = data[offsets[0] : offsets[-1]].tobytes() if len(texts) else b""
+        if any(c in text_bytes for c in (b"<", b"|", b">")):  # one memchr each over the batch
+            marked = _rows_with(offsets, (data == 60) | (data == 62) | (data == 124)) > 0
         suspect = marked | nfkc_changes(texts)  # NFKC only where it can change something
         for i in np.flatnonzero(suspect):
             ref = references[ref_ids[i]] if ref_ids is not None and references and ref_ids[i] >= 0 else None

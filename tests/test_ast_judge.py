@@ -7,8 +7,8 @@ import pytest
 
 from stylegrpo.audio import SAMPLE_RATE
 from stylegrpo.scorers import ScorerError
+from stylegrpo.scorers._base import fixed_windows
 from stylegrpo.scorers.ast_classifier import TINY_LABELS, AstJudge, AstScorer
-from stylegrpo.scorers.clap import _windows
 from stylegrpo.scorers.judges import build_judge
 from stylegrpo.styles import CatalogError, parse_catalog
 
@@ -69,7 +69,7 @@ def test_long_clip_windows(ast):
     window = ast.window
     assert window == (ast.feature_extractor.max_length - 1) * 160 + 400  # kaldi frames: 25 ms, 10 ms hop
     long = _clips(seconds=(5.0,), seed=4)[0]  # 2.5 windows of the tiny twin's 2 s
-    pieces = _windows(long, window)
+    pieces = fixed_windows(long, window)
     assert len(pieces) == 3 and all(len(x) == window for x in pieces)
     p = ast.label_probabilities([long])
     np.testing.assert_allclose(p[0], ast.label_probabilities(pieces).mean(axis=0), atol=1e-6)

@@ -6,7 +6,7 @@ import pytest
 
 from stylegrpo.audio import SAMPLE_RATE
 from stylegrpo.scorers import ClapScorer, ScorerError, candidates_from_catalog
-from stylegrpo.scorers.clap import _windows
+from stylegrpo.scorers._base import fixed_windows
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_long_clip_is_scored_deterministically(clap):
     assert s1[0] == s2[0]
     # the windows cover the whole clip at 48 kHz: fixed starts, first at 0, last ending at the end
     n48 = len(long) * clap.sampling_rate // SAMPLE_RATE
-    wins = _windows(np.arange(n48), clap.window)
+    wins = fixed_windows(np.arange(n48), clap.window)
     assert len(wins) == 3 and all(len(w) == clap.window for w in wins)
     assert wins[0][0] == 0 and wins[-1][-1] == n48 - 1
     # the long clip's embedding differs from its first 10 s alone: the whole clip counts

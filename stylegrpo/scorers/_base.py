@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -82,6 +83,41 @@ def batched(items: Sequence[Any], size: int) -> Iterator[tuple[int, Sequence[Any
     size = max(1, int(size))
     for start in range(0, len(items), size):
         yield start, items[start : start + size]
+
+
+def fixed_windows(wav: np.ndarray, window: int) -> list[np.ndarray]:
+    """A clip longer than ``window`` samples as ceil(L / W) windows of exactly W samples at fixed, evenly
+    spaced starts (the first at 0, the last ending at the clip's end); a shorter clip as itself. The same
+    clip always gives the same windows (judges with a fixed input window: CLAP, AST)."""
+    n = len(wav)
+    if n <= window:
+        return [wav]
+    count = math.ceil(n / window)
+    starts = np.round(np.linspace(0, n - window, count)).astype(int)
+    return [wav[s : s + window] for s in starts]
+
+
+def window_pieces(
+    wavs: Sequence[np.ndarray], window: int, min_len: int
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Every clip zero-padded to at least ``min_len`` samples and cut by :func:`fixed_windows`: the windows
+    of all clips in order, and for each window the index of its clip (for :func:`sum_over_windows`)."""
+    pieces: list[np.ndarray] = []
+    owner: list[int] = []
+    for i, w in enumerate(wavs):
+        if w.size < min_len:
+            w = np.concatenate([w, np.zeros(min_len - w.size, dtype=np.float32)])
+        for piece in fixed_windows(w, window):
+            pieces.append(piece)
+            owner.append(i)
+    return pieces, np.asarray(owner)
+
+
+def sum_over_windows(values: np.ndarray, owner: np.ndarray, n_clips: int) -> np.ndarray:
+    """[n_clips, D] sums of the rows of ``values`` (one per window) that belong to each clip."""
+    total = np.zeros((n_clips, values.shape[1]), dtype=values.dtype)
+    np.add.at(total, owner, values)
+    return total
 
 
 def order_by_length(wavs: Sequence[np.ndarray]) -> list[int]:

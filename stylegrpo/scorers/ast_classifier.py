@@ -17,7 +17,7 @@ be).
 
 Long clips. AST sees a fixed window of ``max_length`` frames (10.24 s + one 25 ms frame); its feature
 extractor cuts longer audio at the end (the tail would be ignored) and zero-pads shorter audio (as in
-training on 10 s AudioSet clips). As for CLAP (``stylegrpo.scorers.clap``), a clip longer than the window
+training on 10 s AudioSet clips). As for CLAP (``stylegrpo.scorers.clap``; both use ``_base.fixed_windows``), a clip longer than the window
 is cut into ceil(L / W) windows of exactly W samples at fixed, evenly spaced starts (first at 0, last
 ending at the clip's end); each window is classified and the clip's label probabilities are the MEAN of
 its windows' (a style should hold over the whole clip, so a label heard in one window of three counts a
@@ -36,8 +36,15 @@ from typing import Any
 
 import numpy as np
 
-from ._base import DEFAULT_BATCH_SIZE, LazyScorer, ScorerError, as_waveforms, batched
-from .clap import _windows
+from ._base import (
+    DEFAULT_BATCH_SIZE,
+    LazyScorer,
+    ScorerError,
+    as_waveforms,
+    batched,
+    sum_over_windows,
+    window_pieces,
+)
 from .judges import StyleJudge
 
 log = logging.getLogger(__name__)
@@ -59,16 +66,8 @@ class AstScorer(LazyScorer):
     """AudioSet label probabilities (sigmoid) of 16 kHz clips, deterministic for any length."""
 
     default_spec = DEFAULT_AST
-
-    def __init__(
-        self,
-        spec: str | None = None,
-        device: Any = "cpu",
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        dtype: Any = None,
-    ):
-        super().__init__(spec, device, batch_size, AST_DTYPE if dtype in (None, "auto") else dtype)
-        self._labels: tuple[str, ...] | None = None
+    default_dtype = AST_DTYPE  # None (or "auto") means this; an explicit dtype is used as given
+    _labels: tuple[str, ...] | None = None  # read from the config on first use (or set by _load)
 
     def _load(self, path: str) -> None:
         from transformers import ASTFeatureExtractor, ASTForAudioClassification
@@ -127,14 +126,7 @@ class AstScorer(LazyScorer):
         if not wavs:
             return np.zeros((0, n_labels), dtype=np.float64)
         min_len = max(1, int(MIN_CLIP_S * self.sampling_rate))
-        pieces: list[np.ndarray] = []
-        owner: list[int] = []
-        for i, w in enumerate(wavs):
-            if w.size < min_len:
-                w = np.concatenate([w, np.zeros(min_len - w.size, dtype=np.float32)])
-            for piece in _windows(w, self.window):
-                pieces.append(piece)
-                owner.append(i)
+        pieces, owner = window_pieces(wavs, self.window, min_len)
         probs = np.zeros((len(pieces), n_labels), dtype=np.float64)
         with torch.inference_mode():
             for start, chunk in batched(pieces, self.batch_size):
@@ -145,8 +137,7 @@ class AstScorer(LazyScorer):
                     input_values=feats["input_values"].to(self.device, self.model.dtype)
                 ).logits
                 probs[start : start + len(chunk)] = torch.sigmoid(logits.float()).cpu().numpy()
-        total = np.zeros((len(wavs), n_labels), dtype=np.float64)
-        np.add.at(total, np.asarray(owner), probs)
+        total = sum_over_windows(probs, owner, len(wavs))
         return total / np.bincount(owner, minlength=len(wavs))[:, None]
 
     def label_mass(self, probs: np.ndarray, labels: Sequence[str]) -> np.ndarray:
@@ -178,10 +169,6 @@ class AstJudge(StyleJudge):
     ):
         super().__init__(model, device=device, batch_size=batch_size)
         self.scorer = scorer or AstScorer(self.model_spec, device=device, batch_size=batch_size, dtype=dtype)
-
-    @property
-    def loaded(self) -> bool:
-        return self.scorer.loaded
 
     def applies_to(self, style: Any) -> bool:
         return bool(getattr(style, "classifier_labels", ()))

@@ -25,7 +25,6 @@ training) and ``is_longer`` is forced to False (no random fusion).
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -39,7 +38,10 @@ from ._base import (
     as_waveforms,
     batched,
     check_same_length,
+    fixed_windows,
+    sum_over_windows,
     train_tiny_bpe,
+    window_pieces,
 )
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,7 @@ class ClapScorer(LazyScorer):
     """
 
     default_spec = DEFAULT_CLAP
+    default_dtype = CLAP_DTYPE  # None (or "auto") means this; an explicit dtype is used as given
 
     def __init__(
         self,
@@ -72,8 +75,7 @@ class ClapScorer(LazyScorer):
         dtype: Any = None,
         temperature: float | None = None,
     ):
-        # None (or "auto") means this judge's default, CLAP_DTYPE; an explicit dtype is used as given
-        super().__init__(spec, device, batch_size, CLAP_DTYPE if dtype in (None, "auto") else dtype)
+        super().__init__(spec, device, batch_size, dtype)
         if temperature is not None and not temperature > 0:
             raise ScorerError(f"ClapScorer: temperature must be > 0 (got {temperature})")
         self._temperature = temperature
@@ -123,7 +125,7 @@ class ClapScorer(LazyScorer):
     def windows(self, wav48: np.ndarray) -> list[np.ndarray]:
         """Fixed, evenly spaced windows of exactly one CLAP window covering a 48 kHz clip."""
         self._ensure_loaded()
-        return _windows(wav48, self.window)
+        return fixed_windows(wav48, self.window)
 
     def audio_embeddings(self, wavs: Sequence[np.ndarray]) -> np.ndarray:
         """Unit-norm CLAP embeddings [N, D] of 16 kHz clips (deterministic for any length)."""
@@ -134,15 +136,8 @@ class ClapScorer(LazyScorer):
         if not wavs:
             return np.zeros((0, self.model.config.projection_dim), dtype=np.float32)
         min_len = max(1, int(MIN_CLIP_S * self.sampling_rate))
-        pieces: list[np.ndarray] = []
-        owner: list[int] = []
-        for i, w in enumerate(wavs):
-            w48 = resample(w, SAMPLE_RATE, self.sampling_rate)
-            if w48.size < min_len:
-                w48 = np.concatenate([w48, np.zeros(min_len - w48.size, dtype=np.float32)])
-            for piece in _windows(w48, self.window):
-                pieces.append(piece)
-                owner.append(i)
+        wavs48 = [resample(w, SAMPLE_RATE, self.sampling_rate) for w in wavs]
+        pieces, owner = window_pieces(wavs48, self.window, min_len)
         emb = np.zeros((len(pieces), self.model.config.projection_dim), dtype=np.float32)
         with torch.inference_mode():
             for start, chunk in batched(pieces, self.batch_size):
@@ -152,9 +147,7 @@ class ClapScorer(LazyScorer):
                     input_features=features.to(self.device, self.model.dtype), is_longer=is_longer
                 )
                 emb[start : start + len(chunk)] = out.pooler_output.float().cpu().numpy()
-        result = np.zeros((len(wavs), emb.shape[1]), dtype=np.float32)
-        np.add.at(result, np.asarray(owner), emb)
-        return _normalize(result)
+        return _normalize(sum_over_windows(emb, owner, len(wavs)))
 
     def log_mel(self, windows: list[np.ndarray]) -> Any:
         """CLAP input features [B, C, T, mels] of 48 kHz windows (each at most one window long).
@@ -316,15 +309,6 @@ def _repeat_pad(wav: np.ndarray, length: int) -> np.ndarray:
     if 0 < wav.size < length:
         wav = np.tile(wav, length // wav.size)
     return np.pad(wav, (0, length - wav.size))
-
-
-def _windows(wav: np.ndarray, window: int) -> list[np.ndarray]:
-    n = len(wav)
-    if n <= window:
-        return [wav]
-    count = math.ceil(n / window)
-    starts = np.round(np.linspace(0, n - window, count)).astype(int)
-    return [wav[s : s + window] for s in starts]
 
 
 def _normalize(x: np.ndarray) -> np.ndarray:

@@ -63,6 +63,7 @@ class StyleJudge:
 
     prefix: str = ""
     description: str = ""  # one line for list_judges() and help texts
+    scorer: Any = None  # the model-backed judges' scorer (LazyScorer); None for model-free judges
     score_range: tuple[float, float] = (
         0.0,
         1.0,
@@ -82,7 +83,7 @@ class StyleJudge:
     @property
     def loaded(self) -> bool:
         """Whether the judge's model has been loaded (False until the first score; True for model-free)."""
-        return True
+        return self.scorer is None or self.scorer.loaded
 
     def applies_to(self, style: Any) -> bool:  # pragma: no cover - every subclass implements it
         raise NotImplementedError
@@ -150,10 +151,6 @@ class ClapJudge(StyleJudge):
 
             scorer = ClapScorer(self.model_spec, device=device, batch_size=batch_size, dtype=dtype)
         self.scorer = scorer  # an existing ClapScorer may be shared (the rewards' or eval's own)
-
-    @property
-    def loaded(self) -> bool:
-        return self.scorer.loaded
 
     def applies_to(self, style: Any) -> bool:
         return bool(getattr(style, "descriptions", ()))
@@ -234,10 +231,6 @@ class QualityJudge(StyleJudge):
 
             scorer = QualityScorer(self.model_spec, device=device, batch_size=batch_size, threads=threads)
         self.scorer = scorer
-
-    @property
-    def loaded(self) -> bool:
-        return self.scorer.loaded
 
     def applies_to(self, style: Any) -> bool:
         from ..styles import QualitySettings

@@ -66,6 +66,7 @@ bench: install
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_build.py
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_scorers.py
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_grpo.py
+	HF_HUB_OFFLINE=1 $(PY) bench/bench_codec.py
 
 # The real GPU path on a CUDA machine without hub access: full-size random models, judges fp32 vs bf16, GRPO
 # steps of the 24 GB recipes; figures in gpu_check.json (bench/gpu_check.sh --dry-run checks it on a CPU).

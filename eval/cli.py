@@ -12,7 +12,7 @@ from stylegrpo.errors import StyleGRPOError
 from stylegrpo.llasa import adapter_dataset, check_adapter_folder, check_adapter_styles
 from stylegrpo.outputs import check_not_input, output_lock
 from stylegrpo.presets import MODEL_FIELDS, add_model_arguments, preset_from_args
-from stylegrpo.styles import control_marker_problem, default_styles_path, load_catalog
+from stylegrpo.styles import default_styles_path, load_catalog
 from stylegrpo.styles_cli import add_styles_argument
 
 from .run import DEFAULT_N_PER_STYLE, DEFAULT_SEED
@@ -189,18 +189,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _speaker(args: argparse.Namespace) -> tuple[Any, str | None]:
     """``--speaker``'s clip (read, trimmed, checked: one line naming the file) and ``--speaker-text``."""
-    if args.speaker_text is not None and not args.speaker:
-        raise StyleGRPOError("--speaker-text is the transcript of a --speaker clip; give --speaker WAV too")
+    from stylegrpo.reference import check_speaker_text, load_reference_audio
+
+    text = check_speaker_text(args.speaker, args.speaker_text)
     if not args.speaker:
         return None, None
-    text = None
-    if args.speaker_text is not None:
-        text = args.speaker_text.strip()
-        if not text:
-            raise StyleGRPOError("--speaker-text is empty: give the words spoken in the reference clip")
-        problem = control_marker_problem(text)
-        if problem:
-            raise StyleGRPOError(f"--speaker-text: the reference transcript {problem}")
-    from stylegrpo.reference import load_reference_audio
-
     return load_reference_audio(args.speaker), text

@@ -30,7 +30,7 @@ from .audio import CODEC_TOKENS_PER_SECOND, SAMPLE_RATE, resample
 from .errors import StyleGRPOError, clip
 from .scorers.acoustic import ACTIVITY_FLOOR_DBFS, ACTIVITY_RANGE_DB, LOUD_PERCENTILE
 from .scorers.hallucination import SILENCE_DBFS
-from .styles import Reference
+from .styles import Reference, control_marker_problem
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,22 @@ def load_reference_audio(path: str | os.PathLike[str], option: str = "--speaker"
             "ogg file"
         ) from None
     return prepare_reference_audio(wav, f"{option} {p}")
+
+
+def check_speaker_text(speaker: Any, speaker_text: str | None) -> str | None:
+    """``--speaker-text`` as a prompt takes it (stripped), None when not given; refused (one line) without
+    ``--speaker``, empty, or holding a control-token marker. Shared by ``say`` and ``eval``."""
+    if speaker_text is not None and not speaker:
+        raise StyleGRPOError("--speaker-text is the transcript of a --speaker clip; give --speaker WAV too")
+    if speaker_text is None:
+        return None
+    text = speaker_text.strip()
+    if not text:
+        raise StyleGRPOError("--speaker-text is empty: give the words spoken in the reference clip")
+    problem = control_marker_problem(text)
+    if problem:
+        raise StyleGRPOError(f"--speaker-text: the reference transcript {problem}")
+    return text
 
 
 def _read_start(path: Path, seconds: float) -> np.ndarray:

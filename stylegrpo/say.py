@@ -13,8 +13,8 @@ from .errors import StyleGRPOError
 from .llasa import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, check_adapter_folder, check_adapter_styles
 from .outputs import atomic_output_dir, check_not_input, check_output_dir, check_output_wav, output_lock
 from .presets import add_model_arguments, preset_from_args, tune_cpu_threads
-from .reference import MAX_REFERENCE_SECONDS, MIN_REFERENCE_SECONDS
-from .styles import PromptInputError, check_prompt_inputs, control_marker_problem, load_catalog
+from .reference import MAX_REFERENCE_SECONDS, MIN_REFERENCE_SECONDS, check_speaker_text
+from .styles import PromptInputError, check_prompt_inputs, load_catalog
 from .styles_cli import add_styles_argument, print_table
 from .texts import read_text_lines
 
@@ -112,14 +112,7 @@ def _check_args(args: argparse.Namespace) -> None:
         raise StyleGRPOError(f"--top-k must be >= 0 (got {args.top_k})")
     if args.batch_size is not None and args.batch_size < 1:
         raise StyleGRPOError(f"--batch-size must be at least 1 (got {args.batch_size})")
-    if args.speaker_text is not None and not args.speaker:
-        raise StyleGRPOError("--speaker-text is the transcript of a --speaker clip; give --speaker WAV too")
-    if args.speaker_text is not None:
-        if not args.speaker_text.strip():
-            raise StyleGRPOError("--speaker-text is empty: give the words spoken in the reference clip")
-        problem = control_marker_problem(args.speaker_text)
-        if problem:
-            raise StyleGRPOError(f"--speaker-text: the reference transcript {problem}")
+    check_speaker_text(args.speaker, args.speaker_text)
     if args.adapter:
         check_adapter_folder(args.adapter)  # named: a missing or broken adapter_config.json
 

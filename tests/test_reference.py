@@ -2,6 +2,7 @@
 clip rules, the reference never reaching the audio, and `say --speaker` end to end on the tiny preset."""
 
 import csv
+import re
 
 import numpy as np
 import pytest
@@ -387,6 +388,27 @@ def test_say_speaker_user_errors(extra, message, tmp_path, capsys):
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_check_speaker_text_is_say_and_evals_one_rule(tmp_path, capsys):
+    from stylegrpo.reference import check_speaker_text
+
+    assert check_speaker_text(None, None) is None and check_speaker_text("ref.wav", None) is None
+    assert check_speaker_text("ref.wav", "  The words.\n") == "The words."  # what the prompt gets
+    for speaker, text, message in [
+        (None, "words", "give --speaker WAV too"),
+        ("ref.wav", "   ", "--speaker-text is empty"),
+        ("ref.wav", "a <|eot_id|> b", "--speaker-text: the reference transcript holds '<|'"),
+    ]:
+        with pytest.raises(StyleGRPOError, match=re.escape(message)):
+            check_speaker_text(speaker, text)
+    # eval takes the same rule: --speaker-text without --speaker, one line, nothing written
+    texts = tmp_path / "texts.txt"
+    texts.write_text("Hello there.\n", encoding="utf-8")
+    out = tmp_path / "eval"
+    assert main(["eval", "--texts", str(texts), "--speaker-text", "words", "--out", str(out), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "give --speaker WAV too" in err and len(err.strip().splitlines()) == 1 and not out.exists()
 
 
 def test_say_refuses_writing_over_the_reference(ref_wav, capsys):

@@ -206,27 +206,25 @@ def read_metadata_folder(
 
 def parse_where(value: str | None) -> dict[str, str]:
     """``"model=adapter"`` (comma-separated COLUMN=VALUE pairs) -> {"model": "adapter"}."""
-    out: dict[str, str] = {}
-    for part in (value or "").split(","):
-        if not part.strip():
-            continue
-        column, eq, wanted = part.partition("=")
-        if not eq or not column.strip():
-            raise StyleGRPOError(f"--where: {part.strip()!r} is not COLUMN=VALUE")
-        out[column.strip()] = wanted.strip()
-    return out
+    return _parse_pairs(value, "--where", "COLUMN=VALUE", empty_value=True)  # VALUE may be empty
 
 
 def parse_style_map(value: str | None) -> dict[str, str]:
     """``"happy=excited,neutral=calm_narrator"`` -> {"happy": "excited", ...}."""
+    return _parse_pairs(value, "--style-map", "LABEL=STYLE", empty_value=False)
+
+
+def _parse_pairs(value: str | None, option: str, form: str, *, empty_value: bool) -> dict[str, str]:
+    """Comma-separated KEY=VALUE pairs (stripped; empty parts skipped) -> {KEY: VALUE}; a part without
+    ``=`` or a key (or, unless ``empty_value``, a value) is refused naming ``option`` and ``form``."""
     out: dict[str, str] = {}
     for part in (value or "").split(","):
         if not part.strip():
             continue
-        src, eq, dst = part.partition("=")
-        if not eq or not src.strip() or not dst.strip():
-            raise StyleGRPOError(f"--style-map: {part.strip()!r} is not LABEL=STYLE")
-        out[src.strip()] = dst.strip()
+        key, eq, val = part.partition("=")
+        if not eq or not key.strip() or not (empty_value or val.strip()):
+            raise StyleGRPOError(f"{option}: {part.strip()!r} is not {form}")
+        out[key.strip()] = val.strip()
     return out
 
 

@@ -160,3 +160,21 @@ def test_description_audit_names_a_paraphrase_pointing_elsewhere():
     assert len(lines) == 1 and "actually sad" in lines[0] and "`sad`" in lines[0]
     single = audit.description_audit({"a": ["x"], "b": ["y"]}, {"a": np.eye(2)[:1], "b": np.eye(2)[1:]})
     assert math.isnan(single[0]["distance_own"]) and single[0]["points_elsewhere"] is False
+
+
+def test_where_and_style_map_parse_key_value_pairs():
+    from stylegrpo.errors import StyleGRPOError
+    from stylegrpo.eval.audit_run import parse_style_map, parse_where
+
+    assert parse_where(None) == {} and parse_style_map("") == {}
+    assert parse_where(" model = adapter ,, speaker=") == {"model": "adapter", "speaker": ""}  # empty VALUE
+    assert parse_style_map("happy=excited, neutral=calm") == {"happy": "excited", "neutral": "calm"}
+    for parse, value, message in [
+        (parse_where, "model", "--where: 'model' is not COLUMN=VALUE"),
+        (parse_where, "=x", "--where: '=x' is not COLUMN=VALUE"),
+        (parse_style_map, "happy=", "--style-map: 'happy=' is not LABEL=STYLE"),
+        (parse_style_map, "a=b,=c", "--style-map: '=c' is not LABEL=STYLE"),
+    ]:
+        with pytest.raises(StyleGRPOError) as e:
+            parse(value)
+        assert str(e.value) == message

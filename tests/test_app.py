@@ -6,6 +6,7 @@ import socket
 
 import numpy as np
 import pytest
+from test_eval_e2e import make_adapter as make_lora
 
 from stylegrpo.cli import main
 from stylegrpo.errors import StyleGRPOError
@@ -31,22 +32,9 @@ SEED = 3
 
 
 def make_adapter(folder):
-    """A LoRA on the tiny policy with random non-zero B (so it changes the output), and its own catalog, as
-    `stylegrpo train` leaves it (the same construction as tests/test_eval_e2e.py)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    from stylegrpo.tiny import resolve_model
-
-    model = AutoModelForCausalLM.from_pretrained(resolve_model("tiny:llasa"))
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
-    peft_model.save_pretrained(str(folder))
+    """test_eval_e2e's LoRA on the tiny policy (random non-zero B, so it changes the output) with its own
+    catalog, as `stylegrpo train` leaves it."""
+    make_lora(folder)
     (folder / STYLES_FILENAME).write_text(ADAPTER_STYLES)
     return folder
 

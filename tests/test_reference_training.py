@@ -8,6 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from datasets import Dataset
+from test_training_run import TINY
+from test_training_run import settings as tiny_settings
 
 from stylegrpo.data_builder.prompts import PromptRenderer
 from stylegrpo.errors import StyleGRPOError
@@ -15,7 +17,6 @@ from stylegrpo.styles import PromptTemplate, Reference, load_catalog
 from stylegrpo.training.grpo import load_prompt_dataset
 from stylegrpo.training.learning_demo import write_demo_data
 
-TINY = Path(__file__).resolve().parent.parent / "training" / "recipes" / "tiny.yaml"
 REFS = [
     Reference("The first reference voice.", [1, 2, 3, 63, 0] * 24),  # 120 codes
     Reference("Ünïcödé second | voice.", [7] * 60),
@@ -104,20 +105,13 @@ def test_grpo_rollouts_continue_after_the_reference(demo, tmp_path, monkeypatch)
     monkeypatch.setattr(
         Codec, "decode", lambda self, batch, **kw: decoded.extend(map(len, batch)) or real(self, batch, **kw)
     )
-    settings = {
-        "styles": str(styles),
-        "dataset_path": str(folder),
-        "rewards": ["acoustic", "cer"],
-        "reward_weights": [1.0, 1.0],
-        "num_generations": 4,
-        "per_device_train_batch_size": 8,
-        "max_completion_length": cap,
-        "max_steps": 1,
-        "logging_steps": 1,
-        "samples_every": 0,
-        "save_strategy": "no",
-        "output_dir": str(tmp_path / "run"),
-    }
+    settings = tiny_settings(
+        (styles, folder),
+        tmp_path / "run",
+        rewards=["acoustic", "cer"],
+        max_completion_length=cap,
+        max_steps=1,
+    )
     s, t, m, _ = parse_config(TINY, settings)
     run = build_trainer(s, t, m)
     trainer, tok = run.trainer, run.trainer.processing_class

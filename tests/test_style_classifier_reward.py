@@ -4,6 +4,7 @@ the reward from being built, and a tiny GRPO run trains with it and logs it per 
 
 import numpy as np
 import pytest
+from test_training_run import settings as tiny_settings
 
 from stylegrpo.scorers import ScorerError
 from stylegrpo.styles import parse_catalog
@@ -119,20 +120,13 @@ def test_grpo_tiny_run_with_the_style_classifier_reward(tmp_path):
     styles.write_text(
         text.replace("  - name: whisper\n", "  - name: whisper\n    classifier_labels: [Whispering]\n")
     )
-    settings = {
-        "styles": str(styles),
-        "dataset_path": str(dataset),
-        "rewards": ["acoustic", "style_classifier"],
-        "reward_weights": [1.0, 0.5],
-        "num_generations": 4,
-        "per_device_train_batch_size": 8,
-        "max_completion_length": 32,
-        "max_steps": 2,
-        "logging_steps": 1,
-        "samples_every": 0,
-        "save_strategy": "no",
-        "output_dir": str(tmp_path / "run"),
-    }
+    settings = tiny_settings(
+        (styles, dataset),
+        tmp_path / "run",
+        rewards=["acoustic", "style_classifier"],
+        reward_weights=[1.0, 0.5],
+        max_steps=2,
+    )
     s, t, m, _ = parse_config("tiny", settings)
     assert s.style_classifier is None  # default: the AudioSet classifier, its tiny twin for the tiny preset
     run = build_trainer(s, t, m)

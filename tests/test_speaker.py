@@ -5,6 +5,8 @@ import math
 
 import numpy as np
 import pytest
+from test_training_rewards import ids
+from test_training_rewards import rng_codes as codes
 
 from stylegrpo.audio import SAMPLE_RATE
 from stylegrpo.scorers._base import ScorerError
@@ -122,17 +124,6 @@ def make_reward(tokenizer, catalog):
     ctx = RewardContext(cache, judges, catalog, weights={"speaker": 1.0})
     (reward,) = build_reward_functions(["speaker"], ctx)
     return reward, ctx
-
-
-def ids(tokenizer, codes, end=True):
-    from stylegrpo.llasa import speech_tokens
-
-    st = speech_tokens(tokenizer)
-    return st.ids_from_codes(codes) + ([st.end_id] if end else [])
-
-
-def codes(n, seed):
-    return np.random.default_rng(seed).integers(0, 64, n).tolist()
 
 
 def call(fn, completion_ids, metrics=None, **columns):

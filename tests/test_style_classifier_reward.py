@@ -4,6 +4,7 @@ the reward from being built, and a tiny GRPO run trains with it and logs it per 
 
 import numpy as np
 import pytest
+from test_training_rewards import ids
 from test_training_run import settings as tiny_settings
 
 from stylegrpo.scorers import ScorerError
@@ -48,13 +49,6 @@ def _ctx(tokenizer, catalog, classifier="ast:tiny:ast"):
     return RewardContext(cache, judges, catalog, weights={"style_classifier": 1.0})
 
 
-def _ids(tokenizer, codes):
-    from stylegrpo.llasa import speech_tokens
-
-    st = speech_tokens(tokenizer)
-    return st.ids_from_codes(codes) + [st.end_id]
-
-
 def test_values_are_the_judges_own_style_scores(tokenizer):
     catalog = parse_catalog(CATALOG)
     ctx = _ctx(tokenizer, catalog)
@@ -63,7 +57,7 @@ def test_values_are_the_judges_own_style_scores(tokenizer):
         fn.__name__ == "style_classifier" and not ctx.judges.classifier.loaded
     )  # lazy until the first batch
     rng = np.random.default_rng(0)
-    batch = [_ids(tokenizer, rng.integers(0, 64, n).tolist()) for n in (30, 30, 25, 35)]
+    batch = [ids(tokenizer, rng.integers(0, 64, n).tolist()) for n in (30, 30, 25, 35)]
     styles = ["quiet", "loud", "plain", "loud"]
     metrics = {}
     out = fn(
@@ -100,7 +94,7 @@ def test_another_judge_can_back_the_reward(tokenizer):
     catalog = parse_catalog(CATALOG)
     ctx = _ctx(tokenizer, catalog, classifier="clap:tiny:clap")
     (fn,) = build_reward_functions(["style_classifier"], ctx)
-    batch = [_ids(tokenizer, np.random.default_rng(1).integers(0, 64, 30).tolist())] * 2
+    batch = [ids(tokenizer, np.random.default_rng(1).integers(0, 64, 30).tolist())] * 2
     out = fn(completion_ids=batch, text=["hello there"] * 2, style=["plain", "quiet"])
     sims = ctx.judges.classifier.scorer.style_similarities(
         ctx.cache.last.wavs, {s.name: s.descriptions for s in catalog}

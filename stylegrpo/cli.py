@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -84,7 +85,30 @@ SIGTERM_EXIT = 128 + signal.SIGTERM  # 143: the shell's code for "killed by SIGT
 INTERRUPT_EXIT = 128 + signal.SIGINT  # 130: Ctrl-C
 
 
+REDELIVER_S = 0.05  # how soon a SIGTERM that landed inside a C callback is tried again (once out of it)
+
+
+def _inside_c_callback(frame) -> bool:
+    """Whether Python code called back from C (llvmlite, under numba's compiler) is running.
+
+    An exception raised there is printed and dropped by ctypes ("Exception ignored on calling ctypes
+    callback function"), so a SIGTERM raised as ``Terminated`` there would be lost and the command would
+    run on to the end.
+    """
+    while frame is not None:
+        if "llvmlite" in frame.f_code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _raise_terminated(signum, frame) -> None:
+    if _inside_c_callback(frame):
+        # numba compiles our kernels on their first use (seconds, once per install): try again shortly
+        retry = threading.Timer(REDELIVER_S, os.kill, (os.getpid(), signum))
+        retry.daemon = True
+        retry.start()
+        return
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not break the clean-up itself
     raise Terminated()
 

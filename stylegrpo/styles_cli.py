@@ -31,12 +31,17 @@ def print_table(catalog: Catalog) -> None:
     from rich.table import Table
 
     table = Table(title=f"{len(catalog)} styles in {catalog.path}", show_lines=False)
-    table.add_column("style", style="bold")
+    # a style's name is what users type (--style NAME): never cut it; long target names fold, never end in "…"
+    table.add_column(
+        "style", style="bold", no_wrap=True, min_width=max((len(n) for n in catalog.names), default=5)
+    )
     table.add_column("phrase (used by `say`)")
-    table.add_column("descriptions", justify="right")
-    table.add_column("acoustic targets")
-    table.add_column("names who speaks")  # identity: true (a reference speaker's voice contradicts it)
-    table.add_column("AudioSet labels")  # classifier_labels: what the second style judge (ast) listens for
+    table.add_column("descr.", justify="right")  # how many descriptions (paraphrases) the style has
+    table.add_column("acoustic targets", overflow="fold")
+    table.add_column(
+        "identity"
+    )  # identity: true: it names who speaks (a reference speaker's voice contradicts it)
+    table.add_column("AudioSet labels", overflow="fold")  # classifier_labels: what the ast judge listens for
     for s in catalog:
         identity = "yes" if s.identity else ""
         labels = "\n".join(s.classifier_labels) or "-"

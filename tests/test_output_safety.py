@@ -391,6 +391,28 @@ def _dead_pid() -> int:
     return p.pid
 
 
+def test_a_sigterm_inside_numbas_compiler_callback_is_delivered_again_afterwards():
+    """Python drops an exception raised in a ctypes callback (llvmlite calls back while numba compiles the
+    builder's kernels on their first use), so a SIGTERM landing there was lost and the build ran to its end
+    (exit 0). The handler must let it pass there and deliver it again once outside."""
+    fake_callback = compile(
+        "handler(signal.SIGTERM, sys._getframe())", "/venv/site-packages/llvmlite/binding/fake.py", "exec"
+    )
+    with sigterm_as_interrupt():
+        handler = signal.getsignal(signal.SIGTERM)
+        try:
+            exec(fake_callback, {"handler": handler, "signal": signal, "sys": sys})
+        except Terminated:
+            pytest.fail("Terminated raised inside the C callback, where ctypes drops it")
+        with pytest.raises(Terminated):  # ... but the signal comes back within a moment, outside it
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+        assert (
+            signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+        )  # raised once: the clean-up is not broken again
+
+
 def test_a_later_build_sweeps_temporary_folders_of_dead_processes_only(tmp_path):
     corpus = tmp_path / "c.txt"
     corpus.write_text("\n".join(SENTENCES), encoding="utf-8")

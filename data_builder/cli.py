@@ -139,7 +139,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     clean.add_argument("--max-words", type=int, default=cleaning.MAX_WORDS, help="default: %(default)s")
     clean.add_argument(
         "--max-seconds",
-        type=float,
+        type=argtypes.seconds,
         default=None,
         metavar="S",
         help="drop texts the slowest selected style (its speaking_rate target's minimum, else 3 syllables/s) "

@@ -7,11 +7,11 @@ import math
 from pathlib import Path
 
 from stylegrpo import argtypes
-from stylegrpo.audio import CODEC_TOKENS_PER_SECOND
 from stylegrpo.console import note
 from stylegrpo.errors import StyleGRPOError
 from stylegrpo.outputs import check_output_dir
 from stylegrpo.presets import MODEL_FIELDS, add_model_arguments, preset_from_args
+from stylegrpo.speech_time import tokens_for_seconds
 from stylegrpo.styles import default_styles_path, load_catalog
 from stylegrpo.styles_cli import add_styles_argument
 from stylegrpo.tiny import is_tiny
@@ -89,7 +89,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--batch-size", type=int, default=None, metavar="N", help="--synthesize: prompts per batch"
     )
     parser.add_argument(
-        "--max-seconds", type=float, default=None, metavar="S", help="--synthesize: longest clip generated"
+        "--max-seconds",
+        type=argtypes.seconds,
+        default=None,
+        metavar="S",
+        help="--synthesize: longest clip generated",
     )
     parser.add_argument(
         "--judge-batch-size", type=int, default=None, metavar="N", help="clips per judge forward pass"
@@ -154,8 +158,6 @@ def run(args: argparse.Namespace) -> int:
     for opt in ("batch_size", "judge_batch_size"):
         if getattr(args, opt) is not None and getattr(args, opt) < 1:
             raise StyleGRPOError(f"--{opt.replace('_', '-')} must be at least 1 (got {getattr(args, opt)})")
-    if args.max_seconds is not None and not (math.isfinite(args.max_seconds) and args.max_seconds > 0):
-        raise StyleGRPOError(f"--max-seconds must be positive (got {args.max_seconds})")
     catalog = load_catalog(args.styles)
     preset = preset_from_args(args)
     judges = _judge_specs(args.judges, preset)
@@ -168,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         texts = read_texts_file(args.texts) if args.texts else list(AUDIT_TEXTS)
         source = str(args.texts) if args.texts else "the built-in Harvard sentences"
         tiny_policy = bool(preset.random_weights) or is_tiny(preset.policy)
-        max_new = max(1, round(args.max_seconds * CODEC_TOKENS_PER_SECOND)) if args.max_seconds else None
+        max_new = tokens_for_seconds(args.max_seconds) if args.max_seconds else None
 
         def get_clips(tmp: Path):
             return synthesize_clips(

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from stylegrpo import argtypes, console
-from stylegrpo.audio import CODEC_TOKENS_PER_SECOND
 from stylegrpo.errors import StyleGRPOError
 from stylegrpo.llasa import adapter_dataset, check_adapter_folder, check_adapter_styles
 from stylegrpo.outputs import check_not_input, output_lock
 from stylegrpo.presets import MODEL_FIELDS, add_model_arguments, preset_from_args
+from stylegrpo.speech_time import tokens_for_seconds
 from stylegrpo.styles import default_styles_path, load_catalog
 from stylegrpo.styles_cli import add_styles_argument
 
@@ -64,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-seconds",
-        type=float,
+        type=argtypes.seconds,
         default=None,
         metavar="S",
         help="longest audio generated per clip (default: the preset's cap, 30 s for Llasa)",
@@ -128,8 +128,6 @@ def run(args: argparse.Namespace) -> int:
         raise StyleGRPOError("no texts to speak: pass --dataset DIR (its test split) or --texts FILE")
     if args.batch_size is not None and args.batch_size < 1:
         raise StyleGRPOError(f"--batch-size must be at least 1 (got {args.batch_size})")
-    if args.max_seconds is not None and args.max_seconds <= 0:
-        raise StyleGRPOError(f"--max-seconds must be positive (got {args.max_seconds})")
     if args.adapter:
         check_adapter_folder(args.adapter)  # named: a missing folder, a missing or broken adapter_config.json
     if args.training_dir and not Path(args.training_dir).exists():
@@ -146,9 +144,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         batch_size=args.batch_size,
         judge_batch_size=args.judge_batch_size,
-        max_new_tokens=(
-            max(1, round(args.max_seconds * CODEC_TOKENS_PER_SECOND)) if args.max_seconds else None
-        ),
+        max_new_tokens=(tokens_for_seconds(args.max_seconds) if args.max_seconds else None),
         overwrite=args.overwrite,
         training_dir=Path(args.training_dir) if args.training_dir else None,
         styles=[s.strip() for s in args.only_styles.split(",") if s.strip()] if args.only_styles else [],

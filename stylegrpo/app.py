@@ -29,10 +29,11 @@ from typing import Any
 import numpy as np
 
 from . import argtypes
-from .audio import CODEC_TOKENS_PER_SECOND, SAMPLE_RATE
+from .audio import SAMPLE_RATE
 from .errors import StyleGRPOError, quote
 from .llasa import check_adapter_folder, check_adapter_styles
 from .presets import Preset, add_model_arguments, preset_from_args, tune_cpu_threads
+from .speech_time import tokens_for_seconds
 from .styles import STYLES_FILENAME, Catalog, check_prompt_inputs, load_catalog
 from .styles_cli import add_styles_argument
 
@@ -119,9 +120,7 @@ class ListeningApp:
         self.adapter = adapter
         max_new_tokens = None
         if max_seconds is not None:
-            max_new_tokens = (
-                int(round(max_seconds * CODEC_TOKENS_PER_SECOND)) + 1
-            )  # +1: the end token, as say
+            max_new_tokens = tokens_for_seconds(max_seconds)  # as say
         # merge=False: the base clips switch the adapter off (Synthesizer.adapter_disabled), one model in memory
         self.synth = (synthesizer_factory or Synthesizer)(
             preset,
@@ -351,7 +350,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-seconds",
-        type=float,
+        type=argtypes.seconds,
         default=None,
         help="longest audio to generate per clip (default: the preset's cap, 30 s for Llasa)",
     )
@@ -359,8 +358,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.max_seconds is not None and args.max_seconds <= 0:
-        raise StyleGRPOError(f"--max-seconds must be positive (got {args.max_seconds})")
     if args.port is not None and not 1 <= args.port <= 65535:
         raise StyleGRPOError(f"--port must be from 1 to 65535 (got {args.port})")
     _gradio()  # a missing extra is named before anything loads

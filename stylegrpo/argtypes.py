@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from .errors import quote
 
@@ -20,3 +21,16 @@ def seed(value: str) -> int:
     if not 0 <= n <= MAX_SEED:
         raise argparse.ArgumentTypeError(f"{n} is out of range: a seed is an integer from 0 to {MAX_SEED}")
     return n
+
+
+def seconds(value: str) -> float:
+    """A duration in seconds (``--max-seconds``): a finite number above 0 (nan and inf are refused)."""
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{quote(value)} is not a number of seconds") from None
+    if not (math.isfinite(x) and x > 0):
+        raise argparse.ArgumentTypeError(
+            f"{quote(value)} is not a duration: give a number of seconds above 0"
+        )
+    return x

@@ -8,12 +8,13 @@ import os
 from pathlib import Path
 
 from . import argtypes, console
-from .audio import CODEC_TOKENS_PER_SECOND, write_wav
+from .audio import write_wav
 from .errors import StyleGRPOError
 from .llasa import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, check_adapter_folder, check_adapter_styles
 from .outputs import atomic_output_dir, check_not_input, check_output_dir, check_output_wav, output_lock
 from .presets import add_model_arguments, preset_from_args, tune_cpu_threads
 from .reference import MAX_REFERENCE_SECONDS, MIN_REFERENCE_SECONDS, check_speaker_text
+from .speech_time import tokens_for_seconds
 from .styles import PromptInputError, check_prompt_inputs, load_catalog
 from .styles_cli import add_styles_argument, print_table
 from .texts import read_text_lines
@@ -78,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-seconds",
-        type=float,
+        type=argtypes.seconds,
         default=None,
         help="longest audio to generate per text (default: the preset's cap, 30 s for Llasa)",
     )
@@ -102,8 +103,6 @@ def _check_args(args: argparse.Namespace) -> None:
         raise StyleGRPOError("--output-dir is for --input-file; for one text use -o FILE.wav")
     if args.input_file and args.output:
         raise StyleGRPOError("-o is for a single text; with --input-file use --output-dir")
-    if args.max_seconds is not None and args.max_seconds <= 0:
-        raise StyleGRPOError(f"--max-seconds must be positive (got {args.max_seconds})")
     if args.temperature < 0:
         raise StyleGRPOError(f"--temperature must be >= 0 (got {args.temperature})")
     if not 0 < args.top_p <= 1:
@@ -188,7 +187,7 @@ def _run(args: argparse.Namespace) -> int:
 
     max_new_tokens = None
     if args.max_seconds is not None:
-        max_new_tokens = int(round(args.max_seconds * CODEC_TOKENS_PER_SECOND)) + 1  # +1: the end token
+        max_new_tokens = tokens_for_seconds(args.max_seconds)
     tune_cpu_threads(preset, args.device)
     if preset.random_weights:
         console.note(

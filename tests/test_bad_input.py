@@ -125,6 +125,37 @@ def test_negative_seed_is_refused_by_the_parser(tmp_path, capsys, monkeypatch, a
     assert sorted(p.name for p in tmp_path.iterdir()) == ["T"]
 
 
+@pytest.mark.parametrize("value", ["0", "-2", "nan", "inf", "soon"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["say", "Hello there.", "--preset", "tiny"],
+        ["eval", "--texts", "T", "--preset", "tiny", "--out", "OUT"],
+        ["audit", "--synthesize", "1", "--preset", "tiny", "--out", "OUT"],
+        ["app", "--preset", "tiny"],
+        ["build", "--out", "OUT"],
+    ],
+    ids=["say", "eval", "audit", "app", "build"],
+)
+def test_max_seconds_must_be_a_finite_duration(tmp_path, capsys, monkeypatch, argv, value):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "T").write_text("Hello there, my friend.\n")
+    msg = refused(capsys, [*argv, "--max-seconds", value])
+    assert "argument --max-seconds:" in msg and "number of seconds" in msg
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["T"]
+
+
+def test_max_seconds_gives_one_token_cap_everywhere():
+    """say, app, eval and audit turn --max-seconds into the cap by one rule (speech_time), end token included."""
+    from stylegrpo.speech_time import END_TOKENS, tokens_for_seconds
+
+    assert tokens_for_seconds(1.0) == 50 + END_TOKENS
+    assert tokens_for_seconds(0.01) == 1 + END_TOKENS
+    for path in ["stylegrpo/say.py", "stylegrpo/app.py", "eval/cli.py", "eval/audit_cli.py"]:
+        source = (ROOT / path).read_text()
+        assert "tokens_for_seconds(" in source and "CODEC_TOKENS_PER_SECOND" not in source, path
+
+
 # --- adapters ----------------------------------------------------------------------------------------
 
 OTHER_CATALOG = """

@@ -13,6 +13,7 @@ from stylegrpo.cli import main
 from stylegrpo.eval import browser
 from stylegrpo.eval.metrics import ADAPTER, BASE
 from stylegrpo.eval.run import RECORDS_DIR
+from stylegrpo.speech_time import tokens_for_seconds
 from stylegrpo.styles import load_catalog
 from stylegrpo.synth import Synthesizer
 
@@ -46,7 +47,7 @@ CORPUS = [
     "A cold wind blew across the empty field.",
 ]
 N_TEXTS = 2  # texts per style: 3 styles x 2 texts = 6 clips per model, one generation batch each
-MAX_SECONDS = "1"  # 50 codec tokens per clip: keeps the tiny run to seconds
+MAX_SECONDS = "1"  # 51 codec tokens per clip (50 + the end token): keeps the tiny run to seconds
 CLIPS_PER_MODEL = 3 * N_TEXTS
 
 
@@ -232,7 +233,12 @@ def test_base_clips_equal_the_plain_base_model(setup, evaluated):
     meta = _meta(out)
     base = meta[meta["model"] == BASE].sort_values("batch_position")
     assert base["seed"].nunique() == 1
-    synth = Synthesizer("tiny", "cpu", catalog=load_catalog(setup["styles"]), max_new_tokens=50)
+    synth = Synthesizer(
+        "tiny",
+        "cpu",
+        catalog=load_catalog(setup["styles"]),
+        max_new_tokens=tokens_for_seconds(float(MAX_SECONDS)),
+    )
     clips = synth.synthesize(list(base["text"]), list(base["phrase"]), seed=int(base["seed"].iloc[0]))
     for clip, name in zip(clips, base["file_name"], strict=True):
         on_disk = read_wav(out / "clips" / name)

@@ -8,6 +8,10 @@
 * :func:`overlong_prompts` estimates, per prompt, the completion tokens its text needs at the slowest
   plausible rate of its style, so ``train`` can report, drop or refuse the prompts whose every rollout
   would be truncated at ``max_completion_length`` (see ``OVERLONG_RULES``).
+* :func:`check_speaker_reward` holds the recipe's rewards against the dataset's reference speakers (issue
+  14): ``speaker`` named on a split without references is refused (its weight would train nothing);
+  references without the ``speaker`` reward, and styles left without references while others have them,
+  are one warning line each.
 """
 
 from __future__ import annotations
@@ -161,3 +165,100 @@ def apply_overlong_rule(dataset: Any, catalog: Any, max_completion_length: int |
         )
     log.info("overlong_prompts: drop: left out %d prompt(s) (%s)", report.n_overlong, counts)
     return dataset.select(report.keep)
+
+
+# ------------------------------------------------------------------------------------ reference speakers
+
+SPEAKER_REWARD = "speaker"  # the reward scoring the voice against the row's reference (training/rewards.py)
+SPEAKER_README = 'README.md, "Train one LoRA for every style", "Reference speakers and the speaker reward"'
+MAX_STYLES_NAMED = 8  # styles listed by name in the coverage line; more are counted
+
+
+@dataclass
+class ReferenceCoverage:
+    """How many rows of a split carry a reference speaker (non-empty ``reference_codes``), overall and per
+    style; ``speakers`` counts the distinct ``speaker_id`` among them (0 without that column)."""
+
+    rows: int
+    referenced: int
+    speakers: int
+    by_style: dict[str, tuple[int, int]]  # style -> (rows with a reference, rows)
+
+
+def reference_coverage(dataset: Any) -> ReferenceCoverage:
+    """Count the rows with a reference speaker, the rule of the ``speaker`` reward (an empty or None
+    ``reference_codes`` is no reference; the prompt checks made sure text and codes come together)."""
+    styles = list(dataset["style"])
+    if "reference_codes" in dataset.column_names:
+        import pyarrow.compute as pc
+
+        codes = dataset.with_format("arrow")["reference_codes"]  # respects select(): no Python lists
+        has = [bool(n) for n in pc.fill_null(pc.list_value_length(codes), 0).to_pylist()]
+    else:
+        has = [False] * len(styles)
+    speakers = 0
+    if "speaker_id" in dataset.column_names:
+        ids = dataset["speaker_id"]
+        speakers = len({str(s) for s, h in zip(ids, has, strict=True) if h and s})
+    by_style: dict[str, tuple[int, int]] = {}
+    for style, h in zip(styles, has, strict=True):
+        ref, total = by_style.get(style, (0, 0))
+        by_style[style] = (ref + h, total + 1)
+    return ReferenceCoverage(len(styles), sum(has), speakers, by_style)
+
+
+def check_speaker_reward(dataset: Any, catalog: Any, rewards: Sequence[str], where: str) -> ReferenceCoverage:
+    """The recipe's rewards against the split's reference speakers, before any model loads:
+
+    * ``speaker`` named but no row has a reference: refused (the reward is None for every row, so TRL
+      leaves it out of every group and its weight trains nothing);
+    * references but no ``speaker`` reward: one warning (nothing pulls the voice toward the reference; a
+      user may want voice-cloning prompts without that reward, so it is not an error);
+    * references for some non-identity styles but none for others: one warning naming the others (they
+      train only in the sampler's voice, and the speaker reward never scores them). Identity styles get no
+      reference from ``build --speakers`` on purpose, so they are left out of this count.
+    """
+    cov = reference_coverage(dataset)
+    named = SPEAKER_REWARD in rewards
+    if named and cov.referenced == 0:
+        raise StyleGRPOError(
+            f"{where}: rewards name {SPEAKER_REWARD!r} but none of its {cov.rows} row(s) has a reference speaker "
+            "(columns reference_text/reference_codes): the reward would be None for every row, so its weight "
+            f"trains nothing; remove {SPEAKER_REWARD!r} from rewards (and its reward_weights entry) or build "
+            "the dataset with `stylegrpo build --speakers DIR`"
+        )
+    if cov.referenced == 0:
+        return cov
+    if not named:
+        voices = f" from {cov.speakers} speaker(s)" if cov.speakers else ""
+        log.warning(
+            "%s: %d of %d row(s) carry a reference speaker%s, but the rewards (%s) do not include %r: the "
+            "prompts start in the reference voice, but nothing rewards keeping it; to train speaker similarity, add it with a weight (rewards: [..., %s], reward_weights: "
+            "[..., W]; see %s)",
+            where,
+            cov.referenced,
+            cov.rows,
+            voices,
+            ", ".join(rewards),
+            SPEAKER_REWARD,
+            SPEAKER_REWARD,
+            SPEAKER_README,
+        )
+    identity = {s.name for s in catalog if getattr(s, "identity", False)}
+    covered = sorted(s for s, (ref, _) in cov.by_style.items() if ref and s not in identity)
+    bare = sorted(s for s, (ref, _) in cov.by_style.items() if not ref and s not in identity)
+    if covered and bare:
+        shown = ", ".join(bare[:MAX_STYLES_NAMED]) + (
+            f" and {len(bare) - MAX_STYLES_NAMED} more" if len(bare) > MAX_STYLES_NAMED else ""
+        )
+        log.warning(
+            "%s: style(s) %s have no row with a reference speaker while %d other style(s) do (%s): they train "
+            "only in the sampler's voice%s; rebuild with `stylegrpo build --speakers DIR`, which pairs every "
+            "non-identity style",
+            where,
+            shown,
+            len(covered),
+            ", ".join(covered[:MAX_STYLES_NAMED]) + (" ..." if len(covered) > MAX_STYLES_NAMED else ""),
+            f" and the {SPEAKER_REWARD} reward never scores them" if named else "",
+        )
+    return cov

@@ -370,7 +370,7 @@ def build_trainer(
     from stylegrpo.styles import load_catalog
 
     from .callbacks import AudioSamplesCallback, StyleMetricsCallback
-    from .checks import apply_overlong_rule, check_vllm_sampling
+    from .checks import apply_overlong_rule, check_speaker_reward, check_vllm_sampling
     from .rewards import (
         AudioCache,
         GuardSettings,
@@ -409,6 +409,10 @@ def build_trainer(
     )
     train = apply_overlong_rule(
         train, catalog, training_args.max_completion_length, script_args.overlong_prompts
+    )
+    # the speaker reward against the rows that train (after the overlong drop): refused or warned here
+    check_speaker_reward(
+        train, catalog, names, f"{script_args.dataset_path}: split {script_args.dataset_train_split!r}"
     )
     out = Path(training_args.output_dir) if training_args.output_dir else None
     resume = (

@@ -30,8 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument(
         "--dataset",
         metavar="DIR",
-        help="prompt dataset from `stylegrpo build`: its test split's texts (default with --adapter: the "
-        "dataset its recipe.yaml records)",
+        help="prompt dataset from `stylegrpo build`: its test split's texts, and with `build --speakers` their "
+        "reference speakers (default with --adapter: the dataset its recipe.yaml records)",
     )
     src.add_argument("--texts", metavar="FILE", help="UTF-8 file with one text to speak per line")
     parser.add_argument(
@@ -86,7 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--speaker",
         metavar="WAV",
         help="speak every clip in the voice of this reference clip (as `say --speaker`), except the styles that "
-        "name who speaks (identity: true); adds the speaker similarity to the reference per style",
+        "name who speaks (identity: true); adds the speaker similarity to the reference per style; overrides "
+        "a --dataset's own reference speakers",
     )
     parser.add_argument(
         "--speaker-text",
@@ -100,10 +101,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+MAX_SPEAKERS_SHOWN = 8  # speaker ids named in the summary line (the report and metrics.json list them all)
+
+
 def run(args: argparse.Namespace) -> int:
     from .metrics import ADAPTER, BASE, OVERALL, find_row
     from .report import TINY_WARNING
-    from .run import EvalSettings, read_dataset_texts, read_texts_file, run_eval, select_texts
+    from .run import (
+        EvalSettings,
+        held_out_speakers,
+        read_dataset,
+        read_texts_file,
+        reference_speakers,
+        run_eval,
+        select_texts,
+        text_speakers,
+    )
 
     if args.adapter and not args.dataset and not args.texts:
         check_adapter_folder(args.adapter)
@@ -120,8 +133,10 @@ def run(args: argparse.Namespace) -> int:
         *((f"--{f}", getattr(args, f, None)) for f in MODEL_FIELDS),
     ]
     check_not_input(args.out, inputs, option="--out")  # before reading or loading anything
+    dataset = None
     if args.dataset:
-        texts, source = read_dataset_texts(args.dataset), f"the test split of {args.dataset}"
+        dataset = read_dataset(args.dataset)
+        texts, source = dataset.texts, f"the test split of {args.dataset}"
     elif args.texts:
         texts, source = read_texts_file(args.texts), str(args.texts)
     else:
@@ -150,7 +165,17 @@ def run(args: argparse.Namespace) -> int:
         styles=[s.strip() for s in args.only_styles.split(",") if s.strip()] if args.only_styles else [],
         speaker=speaker,
         speaker_text=speaker_text,
+        dataset_references=dataset.references if dataset else {},
+        train_speakers=dataset.train_speakers if dataset else None,
     )
+    speakers = reference_speakers(settings)
+    if speaker is not None and settings.dataset_references:
+        n = len(text_speakers(settings))
+        if n:
+            console.note(
+                f"--speaker {args.speaker} overrides the {n} reference speaker(s) of the dataset's test split: "
+                "every clip is spoken in its voice"
+            )
     if settings.adapter is not None:
         for s in settings.style_names:
             settings.catalog.get(s)  # an unknown --only-styles name is named first, with the catalog's styles
@@ -164,7 +189,14 @@ def run(args: argparse.Namespace) -> int:
         f"{result.scored} scored, in {result.out}"
     )
     names = ("style_correct", "clap_similarity", "cer", "whisper_nll", "target_score")
-    for name in (*names, "speaker_similarity") if speaker is not None else names:
+    if speakers:
+        held = held_out_speakers(settings)
+        held_txt = f", {len(held)} held out from training" if held is not None else ""
+        shown = ", ".join(speakers[:MAX_SPEAKERS_SHOWN]) + (
+            ", ..." if len(speakers) > MAX_SPEAKERS_SHOWN else ""
+        )
+        print(f"  reference speakers: {len(speakers)} of the test split{held_txt} ({shown})")
+    for name in (*names, "speaker_similarity") if speaker is not None or speakers else names:
         parts = []
         for model in (BASE, ADAPTER):
             r = find_row(rows, OVERALL, model, name)

@@ -342,6 +342,23 @@ def _figure(src: str, caption: str, wide: bool = False) -> str:
     )
 
 
+def _speakers_text(config: Mapping) -> str:
+    """Who the clips were spoken by: `--speaker`'s voice or the dataset's reference speakers ("" if neither)."""
+    if config.get("speaker"):
+        n = config.get("dataset_speakers_overridden")
+        over = f" (overrides the dataset's {n} reference speaker(s))" if n else ""
+        return f"one voice, --speaker {config['speaker']}{over}; identity styles without it"
+    ids = config.get("reference_speakers") or []
+    if not ids:
+        return ""
+    held = config.get("held_out_speakers")
+    held_txt = f", {len(held)} held out from training" if held is not None else ""
+    return (
+        f"{len(ids)} reference speaker(s) of the test split{held_txt} ({', '.join(ids)}); identity styles "
+        "without them"
+    )
+
+
 def _setup_html(
     config: Mapping, n_clips: Mapping[str, int], failures: Mapping[str, Mapping[str, int]]
 ) -> str:
@@ -354,6 +371,7 @@ def _setup_html(
             "styles",
             f"{len(config.get('styles', []))} ({', '.join(s['name'] for s in config.get('styles', []))})",
         ),
+        *([("reference speakers", _speakers_text(config))] if _speakers_text(config) else []),
         ("seed", config.get("seed")),
         ("clips", ", ".join(f"{m}: {n}" for m, n in n_clips.items())),
         (

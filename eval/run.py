@@ -38,7 +38,7 @@ from stylegrpo.audio import SAMPLE_RATE, read_wav, write_wav
 from stylegrpo.errors import StyleGRPOError
 from stylegrpo.outputs import check_output_dir, is_marked, sweep_stale, write_mark
 from stylegrpo.presets import MODEL_FIELDS, Preset
-from stylegrpo.styles import Catalog, check_prompt_inputs
+from stylegrpo.styles import Catalog, Reference, check_prompt_inputs
 from stylegrpo.texts import read_text_lines
 from stylegrpo.tiny import is_tiny
 
@@ -57,6 +57,24 @@ DEFAULT_SEED = 0  # fixed: the same command gives the same clips
 SCORE_CHUNK = 32  # clips scored (and their records saved) together: an interruption loses at most this many
 MIN_SPEECH_S = 0.1  # less detected speech than this (or no speech token at all) counts as "no speech"
 SPEAKER_ID = "speaker"  # the speaker_id of `eval --speaker`'s reference voice in the records
+
+
+@dataclass(frozen=True)
+class SpeakerReference:
+    """The reference speaker of a dataset text: who speaks (``speaker_id``) and the voice prompt."""
+
+    speaker_id: str
+    reference: Reference
+
+
+@dataclass(frozen=True)
+class DatasetTexts:
+    """What eval takes from a prompt dataset: the test split's texts, each text's reference speaker (see
+    ``_dataset_references``), and the train split's speakers (None: no train split read)."""
+
+    texts: list[str]
+    references: dict[str, SpeakerReference]
+    train_speakers: frozenset[str] | None
 
 
 @dataclass
@@ -85,6 +103,10 @@ class EvalSettings:
     # (None: transcribed by the preset's ASR judge before synthesis)
     speaker: Any = None
     speaker_text: str | None = None
+    # `eval --dataset`: text -> the reference speaker of its test-split row (DatasetTexts.references); each
+    # clip of a non-identity style is spoken with its text's reference and compared with it (unless --speaker)
+    dataset_references: dict[str, SpeakerReference] = field(default_factory=dict)
+    train_speakers: frozenset[str] | None = None  # the dataset's training speakers (None: unknown)
 
     @property
     def style_names(self) -> list[str]:
@@ -123,22 +145,34 @@ def read_texts_file(path: str | os.PathLike[str]) -> list[str]:
 
 def read_dataset_texts(dataset: str | os.PathLike[str]) -> list[str]:
     """The ``text`` column of a prompt dataset's ``test`` split (parquet files, as `stylegrpo build` writes)."""
+    return read_dataset(dataset).texts
+
+
+def _split_files(d: Path, split: str) -> list[Path]:
+    """The parquet files of one split in the layouts `stylegrpo build` and the hub use."""
+    return sorted(
+        {
+            *d.glob(f"{split}.parquet"),
+            *d.glob(f"{split}-*.parquet"),
+            *d.glob(f"{split}_*.parquet"),
+            *d.glob(f"*/{split}.parquet"),
+            *d.glob(f"*/{split}-*.parquet"),
+            *d.glob(f"{split}/*.parquet"),
+            *d.glob(f"data/{split}*.parquet"),
+        }
+    )
+
+
+def read_dataset(dataset: str | os.PathLike[str]) -> DatasetTexts:
+    """A prompt dataset's ``test`` split: its texts and (columns ``reference_text``, ``reference_codes``,
+    ``speaker_id`` of `stylegrpo build --speakers`) each text's reference speaker, plus the speakers of the
+    ``train`` split (to tell held-out voices from training ones). A bad reference is one line naming the row."""
     import pandas as pd
 
     d = Path(dataset)
     if not d.is_dir():
         raise StyleGRPOError(f"--dataset {d}: not a folder; pass the folder `stylegrpo build` wrote")
-    files = sorted(
-        {
-            *d.glob("test.parquet"),
-            *d.glob("test-*.parquet"),
-            *d.glob("test_*.parquet"),
-            *d.glob("*/test.parquet"),
-            *d.glob("*/test-*.parquet"),
-            *d.glob("test/*.parquet"),
-            *d.glob("data/test*.parquet"),
-        }
-    )
+    files = _split_files(d, "test")
     if files:
         frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
     else:  # any layout datasets understands (e.g. a hub-style folder with a README split config)
@@ -158,7 +192,66 @@ def read_dataset_texts(dataset: str | os.PathLike[str]) -> list[str]:
     texts = [str(t).strip() for t in frame["text"].tolist() if isinstance(t, str) and t.strip()]
     if not texts:
         raise StyleGRPOError(f"--dataset {d}: the test split has no texts")
-    return texts
+    references = _dataset_references(d, frame)
+    train_speakers = _train_speakers(d) if references else None
+    return DatasetTexts(texts, references, train_speakers)
+
+
+def _dataset_references(d: Path, frame: Any) -> dict[str, SpeakerReference]:
+    """Text -> its reference speaker (empty: no reference columns): the reference of the first test row of
+    that text that has one. A text whose rows have none (its row is of an identity style, which `build
+    --speakers` leaves without a voice) is dealt the split's references in turn (the k-th such text, in row
+    order, the k-th distinct reference, cycling), so every text is measured on a held-out voice. Every
+    style of a text is then spoken by one voice, base and adapter alike."""
+    from stylegrpo.styles import ReferenceInputError
+
+    if "reference_codes" not in frame.columns:
+        return {}
+    out: dict[str, SpeakerReference] = {}
+    ref_texts = frame["reference_text"].tolist() if "reference_text" in frame.columns else None
+    speakers = frame["speaker_id"].tolist() if "speaker_id" in frame.columns else None
+    for i, (text, codes) in enumerate(
+        zip(frame["text"].tolist(), frame["reference_codes"].tolist(), strict=True)
+    ):
+        key = str(text).strip() if isinstance(text, str) else ""
+        if not key or key in out:
+            continue
+        try:
+            ref = Reference.from_columns(ref_texts[i] if ref_texts is not None else None, codes)
+        except ReferenceInputError as e:
+            raise StyleGRPOError(
+                f"--dataset {d}: test row {i + 1}: {e}; rebuild the dataset with `stylegrpo build --speakers`"
+            ) from None
+        if ref is None:
+            continue
+        sid = speakers[i] if speakers is not None and isinstance(speakers[i], str) else ""
+        if not sid.strip():  # codes without a speaker id: the reference is its own speaker
+            sid = "reference-" + hashlib.sha256(repr(ref.codes).encode()).hexdigest()[:12]
+        out[key] = SpeakerReference(sid.strip(), ref)
+    pool = list({(r.speaker_id, r.reference.codes): r for r in out.values()}.values())
+    if pool:
+        bare = list(dict.fromkeys(str(t).strip() for t in frame["text"].tolist() if isinstance(t, str)))
+        for k, text in enumerate(t for t in bare if t and t not in out):
+            out[text] = pool[k % len(pool)]
+    return out
+
+
+def _train_speakers(d: Path) -> frozenset[str] | None:
+    """The speaker ids of the dataset's train split (only that column is read); None without a train split."""
+    import pyarrow.parquet as pq
+
+    files = _split_files(d, "train")
+    if not files:
+        return None
+    ids: set[str] = set()
+    for f in files:
+        try:
+            column = pq.read_table(f, columns=["speaker_id"]).column("speaker_id").to_pylist()
+        except (OSError, KeyError, ValueError) as e:
+            log.info("%s: no speaker ids read (%s); held-out speakers are not counted", f, e)
+            return None
+        ids.update(s for s in column if isinstance(s, str) and s)
+    return frozenset(ids)
 
 
 def select_texts(texts: Sequence[str], n: int, seed: int) -> list[str]:
@@ -196,6 +289,8 @@ def identity(settings: EvalSettings) -> dict[str, Any]:
     p = settings.preset
     ident = {
         **({"speaker": _speaker_identity(settings)} if settings.speaker is not None else {}),
+        # the dataset's reference speakers are part of what a clip is (only when they are used)
+        **({"references": _references_identity(settings)} if reference_speakers(settings) else {}),
         "record_format": RECORD_FORMAT,
         "models": {f: getattr(p, f) for f in MODEL_FIELDS},
         "max_new_tokens": settings.gen_max_new_tokens,
@@ -221,6 +316,52 @@ def identity(settings: EvalSettings) -> dict[str, Any]:
         ],
     }
     return json.loads(json.dumps(ident))
+
+
+def dataset_reference(settings: EvalSettings, style: str, item: int) -> SpeakerReference | None:
+    """The dataset reference speaker a clip is spoken with: its text's, except for identity styles (their
+    voice is the style) and under ``--speaker`` (one voice for every clip); None otherwise."""
+    if settings.speaker is not None or getattr(settings.catalog.get(style), "identity", False):
+        return None
+    return settings.dataset_references.get(settings.texts[item])
+
+
+def reference_speakers(settings: EvalSettings) -> list[str]:
+    """The dataset speaker ids this eval's clips are spoken with (sorted; empty under ``--speaker``)."""
+    return sorted(
+        {
+            ref.speaker_id
+            for style in settings.style_names
+            for item in range(len(settings.texts))
+            if (ref := dataset_reference(settings, style, item)) is not None
+        }
+    )
+
+
+def held_out_speakers(settings: EvalSettings) -> list[str] | None:
+    """The used reference speakers that the dataset's train split never has (None: train split unknown)."""
+    if settings.train_speakers is None:
+        return None
+    return [s for s in reference_speakers(settings) if s not in settings.train_speakers]
+
+
+def _references_identity(settings: EvalSettings) -> list[dict[str, Any] | None]:
+    """Per text: its reference speaker (id, transcript, sha256 of the codes), or None."""
+    out: list[dict[str, Any] | None] = []
+    for text in settings.texts:
+        ref = settings.dataset_references.get(text)
+        if ref is None:
+            out.append(None)
+            continue
+        codes = np.asarray(ref.reference.codes, dtype=np.int64)
+        out.append(
+            {
+                "speaker_id": ref.speaker_id,
+                "text": ref.reference.text,
+                "codes_sha256": hashlib.sha256(codes.tobytes()).hexdigest(),
+            }
+        )
+    return out
 
 
 def _differences(old: dict, new: dict) -> list[str]:
@@ -362,15 +503,23 @@ def synthesize_missing(
                 # the style's phrase is the description: the prompt comes from the catalog's one template
                 phrases = [settings.catalog.get(style).phrase for style, _ in u.pairs]
                 texts = [settings.texts[item] for _, item in u.pairs]
-                refs = [  # identity styles name who speaks: no reference voice for them
-                    None if getattr(settings.catalog.get(style), "identity", False) else reference
-                    for style, _ in u.pairs
-                ]
+                refs, speaker_ids = [], []
+                for style, item in u.pairs:
+                    if getattr(settings.catalog.get(style), "identity", False):
+                        refs.append(None)  # identity styles name who speaks: no reference voice for them
+                        speaker_ids.append("")
+                    elif reference is not None:  # --speaker: one voice for every clip
+                        refs.append(reference)
+                        speaker_ids.append(SPEAKER_ID)
+                    else:  # the dataset's reference speaker of this text, if any
+                        ds_ref = dataset_reference(settings, style, item)
+                        refs.append(ds_ref.reference if ds_ref else None)
+                        speaker_ids.append(ds_ref.speaker_id if ds_ref else "")
                 ctx = synth.adapter_disabled() if (u.model == BASE and settings.adapter) else nullcontext()
                 with ctx:
                     clips = synth.synthesize(texts, phrases, seed=u.seed, progress=False, references=refs)
-                for pos, ((style, item), phrase, clip, ref) in enumerate(
-                    zip(u.pairs, phrases, clips, refs, strict=True)
+                for pos, ((style, item), phrase, clip, sid) in enumerate(
+                    zip(u.pairs, phrases, clips, speaker_ids, strict=True)
                 ):
                     cid = clip_id(style, item, u.model)
                     if work.load(cid) is not None:
@@ -393,7 +542,7 @@ def synthesize_missing(
                             "truncated": bool(clip.truncated),
                             "num_samples": int(wav.size),
                             "duration_s": wav.size / SAMPLE_RATE,
-                            "speaker_id": SPEAKER_ID if ref is not None else "",
+                            "speaker_id": sid,
                         }
                     )
                     made += 1
@@ -486,6 +635,21 @@ class Judges:
         if settings.speaker is not None:  # `--speaker`: the clips are compared with the reference clip itself
             self.references[SPEAKER_ID] = np.asarray(settings.speaker.wav, dtype=np.float32)
         self._reference_embeddings: dict[str, np.ndarray] = {}
+        from stylegrpo.scorers.speaker import ReferenceEmbeddings
+
+        # dataset references (codes): decoded by the codec once per reference, as the training speaker reward
+        self.dataset_references = dict(settings.dataset_references) if settings.speaker is None else {}
+        self._codec_spec, self._device, self._codec = p.codec, device, None
+        self.reference_embeddings = ReferenceEmbeddings(
+            self._decode_reference, lambda wavs: self.speaker.embeddings(wavs)
+        )
+
+    def _decode_reference(self, codes: list[int]) -> np.ndarray:
+        if self._codec is None:  # loaded only when a clip has a dataset reference to compare with
+            from stylegrpo.codec import Codec
+
+            self._codec = Codec.load(self._codec_spec, self._device, decode_only=True)
+        return self._codec.decode([codes])[0]  # exact, as the clips themselves were decoded
 
     def score(self, records: Sequence[dict], wavs: Sequence[np.ndarray], catalog: Catalog) -> list[dict]:
         from stylegrpo.scorers import acoustic
@@ -551,16 +715,27 @@ class Judges:
         return own_style_scores(scores, styles, [r["style"] for r in records])
 
     def speaker_similarity(self, records: Sequence[dict], wavs: Sequence[np.ndarray]) -> np.ndarray:
-        """Cosine of each clip's speaker embedding with its record's reference speaker (``speaker_id`` in
-        ``settings.references``); NaN for a clip without one. Each reference is embedded once."""
+        """Cosine of each clip's speaker embedding with its record's reference speaker: a waveform
+        (``speaker_id`` in ``settings.references``, e.g. ``--speaker``'s clip) or the dataset reference of
+        the clip's text (its codes decoded by the codec); NaN for a clip without one. Each reference is
+        embedded once."""
         out = np.full(len(records), np.nan)
-        idx = [k for k, r in enumerate(records) if r.get("speaker_id") in self.references]
+        refs: dict[int, np.ndarray] = {}
+        for k, r in enumerate(records):
+            sid = r.get("speaker_id")
+            if not sid:
+                continue
+            if sid in self.references:
+                if sid not in self._reference_embeddings:
+                    self._reference_embeddings[sid] = self.speaker.embeddings([self.references[sid]])[0]
+                refs[k] = self._reference_embeddings[sid]
+            elif (ds := self.dataset_references.get(r.get("text"))) is not None and ds.speaker_id == sid:
+                refs[k] = self.reference_embeddings.get(sid, ds.reference.codes)
+        idx = sorted(refs)
         if not idx:
             return out
-        for sid in {records[k]["speaker_id"] for k in idx} - set(self._reference_embeddings):
-            self._reference_embeddings[sid] = self.speaker.embeddings([self.references[sid]])[0]
         gen = self.speaker.embeddings([wavs[k] for k in idx])
-        ref = np.stack([self._reference_embeddings[records[k]["speaker_id"]] for k in idx])
+        ref = np.stack([refs[k] for k in idx])
         from stylegrpo.scorers.speaker import cosine
 
         out[idx] = cosine(gen, ref)
@@ -625,6 +800,11 @@ class EvalResult:
     metrics: dict
 
 
+def text_speakers(settings: EvalSettings) -> set[str]:
+    """The dataset speaker ids of the eval's texts (whether or not --speaker replaced them)."""
+    return {r.speaker_id for t in settings.texts if (r := settings.dataset_references.get(t)) is not None}
+
+
 def report_config(settings: EvalSettings) -> dict[str, Any]:
     """The settings shown in the report and saved in metrics.json."""
     p = settings.preset
@@ -641,6 +821,21 @@ def report_config(settings: EvalSettings) -> dict[str, Any]:
         "styles": [{"name": s, "phrase": settings.catalog.get(s).phrase} for s in settings.style_names],
         "stylegrpo_version": __version__,
         **({"speaker": settings.speaker.source} if settings.speaker is not None else {}),
+        # the dataset's reference speakers the clips were spoken with (held out: not in its train split)
+        **(
+            {
+                "reference_speakers": reference_speakers(settings),
+                "held_out_speakers": held_out_speakers(settings),
+            }
+            if reference_speakers(settings)
+            else {}
+        ),
+        # --speaker replaced the dataset's own reference speakers (how many the test texts had)
+        **(
+            {"dataset_speakers_overridden": len(overridden)}
+            if settings.speaker is not None and (overridden := text_speakers(settings))
+            else {}
+        ),
     }
 
 
@@ -657,6 +852,15 @@ def run_eval(
     # the prompt rule (no control tokens from a text or phrase), before the folder or any model
     phrases = [settings.catalog.get(s).phrase for s in settings.style_names]
     check_prompt_inputs(settings.catalog.template, settings.texts, phrases, settings.texts_source)
+    for k, text in enumerate(settings.texts):  # and a dataset reference's transcript goes into the prompt too
+        ref = settings.dataset_references.get(text) if settings.speaker is None else None
+        if ref is not None:
+            try:
+                settings.catalog.template.render(text, None, ref.reference)
+            except StyleGRPOError as e:
+                raise StyleGRPOError(
+                    f"{settings.texts_source}: text #{k + 1}'s reference speaker {ref.speaker_id!r}: {e}"
+                ) from None
     out = Path(settings.out)
     resumed = prepare_out_dir(out, identity(settings), settings.overwrite)
     work = Workdir(out)

@@ -817,8 +817,14 @@ class SpeakerReward(AudioReward):
 
     def __init__(self, ctx: RewardContext):
         super().__init__(ctx)
-        self._refs: OrderedDict[tuple, np.ndarray] = OrderedDict()
-        self._refs_lock = threading.Lock()
+        from stylegrpo.scorers.speaker import ReferenceEmbeddings
+
+        # the reference side, shared with eval's speaker_similarity: decoded by the rollouts' codec, embedded once
+        self._refs = ReferenceEmbeddings(
+            lambda codes: self.ctx.cache.codec.decode([codes], exact=self.ctx.cache.exact)[0],
+            lambda wavs: self.ctx.judges.speaker.embeddings(wavs),
+            max_items=self.max_references,
+        )
 
     @staticmethod
     def reference_codes(columns: Mapping[str, Any], n: int) -> list[list[int] | None]:
@@ -841,18 +847,7 @@ class SpeakerReward(AudioReward):
 
     def reference_embedding(self, speaker_id: Any, codes: Sequence[int]) -> np.ndarray:
         """The embedding of one reference (decoded from its codes), computed once per reference."""
-        key = (str(speaker_id or ""), len(codes), hash(tuple(codes)))
-        with self._refs_lock:
-            if key in self._refs:
-                self._refs.move_to_end(key)
-                return self._refs[key]
-        wav = self.ctx.cache.codec.decode([list(codes)], exact=self.ctx.cache.exact)[0]
-        emb = self.ctx.judges.speaker.embeddings([np.asarray(wav, dtype=np.float32)])[0]
-        with self._refs_lock:
-            self._refs[key] = emb
-            while len(self._refs) > self.max_references:
-                self._refs.popitem(last=False)
-        return emb
+        return self._refs.get(speaker_id, codes)
 
     def score(self, batch: DecodedBatch, idx: list[int], columns: Mapping[str, Any]) -> Sequence[float]:
         refs = self.reference_codes(columns, len(batch))

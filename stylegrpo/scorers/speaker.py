@@ -22,7 +22,9 @@ speaker similarity.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -119,6 +121,57 @@ class SpeakerScorer(LazyScorer):
         else:
             ref = self.embeddings(references)
         return cosine(self.embeddings(wavs), ref).astype(np.float32)
+
+
+class ReferenceEmbeddings:
+    """Speaker embeddings of references given as XCodec2 CODES (the dataset columns ``reference_codes`` and
+    ``speaker_id``): each reference is decoded by the codec and embedded once, then cached by its speaker
+    id and codes. Both the training ``speaker`` reward and eval's ``speaker_similarity`` use it, so the
+    reference side passes through the same codec as the generated clips (the codec's own colouring is no
+    difference between them).
+
+    ``decode`` turns one code list into a 16 kHz waveform (e.g. ``codec.decode([codes])[0]``; it may load
+    the codec on first call); ``embed`` gives :meth:`SpeakerScorer.embeddings` of waveforms. Thread-safe;
+    at most ``max_items`` embeddings are kept (least recently used dropped first).
+    """
+
+    def __init__(
+        self,
+        decode: Callable[[list[int]], np.ndarray],
+        embed: Callable[[list[np.ndarray]], np.ndarray],
+        max_items: int = 4096,  # a 512-d float32 embedding each: 8 MB at most
+    ):
+        self.decode = decode
+        self.embed = embed
+        self.max_items = max_items
+        self.decoded = 0  # references decoded so far (each once while it stays cached)
+        self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(speaker_id: Any, codes: Sequence[int]) -> tuple:
+        codes = tuple(int(c) for c in codes)
+        return (str(speaker_id or ""), len(codes), hash(codes))
+
+    def get(self, speaker_id: Any, codes: Sequence[int]) -> np.ndarray:
+        """The embedding of one reference (decoded from its codes), computed once per reference."""
+        key = self.key(speaker_id, codes)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        wav = self.decode([int(c) for c in codes])
+        emb = self.embed([np.asarray(wav, dtype=np.float32)])[0]
+        with self._lock:
+            self.decoded += 1
+            self._cache[key] = emb
+            while len(self._cache) > self.max_items:
+                self._cache.popitem(last=False)
+        return emb
+
+    def stack(self, speaker_ids: Sequence[Any], codes: Sequence[Sequence[int]]) -> np.ndarray:
+        """[N, D] embeddings of N references (one per clip; repeated references are embedded once)."""
+        return np.stack([self.get(s, c) for s, c in zip(speaker_ids, codes, strict=True)])
 
 
 # -- tiny twin ------------------------------------------------------------------------------------

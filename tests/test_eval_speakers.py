@@ -168,3 +168,96 @@ def test_reference_embeddings_decode_each_reference_once():
     assert decoded == [(1, 2), (3,), (5,)]
     cache.get("b", [3])
     assert decoded[-1] == (3,)  # dropped earlier, decoded again
+
+
+# -- reading the dataset's references and the eval's identity (no models) ------------------------------------
+
+
+def write_split(folder, split, rows_):
+    import pandas as pd
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows_).to_parquet(folder / f"{split}.parquet")
+
+
+def row(text, style, speaker="", ref_text="", codes=()):
+    return {
+        "text": text,
+        "style": style,
+        "reference_text": ref_text,
+        "reference_codes": list(codes),
+        "speaker_id": speaker,
+    }
+
+
+def test_read_dataset_gives_each_text_its_rows_reference_and_the_training_speakers(tmp_path):
+    from stylegrpo.eval.run import read_dataset
+
+    d = tmp_path / "ds"
+    test_rows = [
+        row("One.", "child"),  # identity row first: its text takes the reference of a later row of it
+        row("One.", "calm", "ann", "hi from ann", [1, 2, 3]),
+        row("Two.", "child"),  # only an identity row: dealt the split's references in turn
+        row("Three.", "fast", "bob", "hi from bob", [4, 5]),
+        row("Four.", "child"),
+        row("Three.", "calm", "ann", "hi from ann", [1, 2, 3]),
+    ]
+    write_split(d, "test", test_rows)
+    write_split(d, "train", [row("Five.", "calm", "cid", "hi from cid", [6]), row("Six.", "child")])
+    got = read_dataset(d)
+    assert got.texts == [r["text"] for r in test_rows]
+    got_refs = {t: (r.speaker_id, r.reference.text, r.reference.codes) for t, r in got.references.items()}
+    assert got_refs["One."] == ("ann", "hi from ann", (1, 2, 3))
+    assert got_refs["Three."] == ("bob", "hi from bob", (4, 5))  # its first row's, not a later one's
+    assert (
+        got_refs["Two."] == got_refs["One."] and got_refs["Four."] == got_refs["Three."]
+    )  # the distinct references in turn
+    assert got.train_speakers == frozenset({"cid"})
+
+    plain = tmp_path / "plain"  # a dataset without reference columns: no references, nothing else read
+    write_split(plain, "test", [{"text": "One.", "style": "calm"}])
+    assert read_dataset(plain).references == {} and read_dataset(plain).train_speakers is None
+
+
+def test_a_bad_reference_row_is_one_line_naming_it(tmp_path, capsys):
+    d = tmp_path / "ds"
+    write_split(d, "test", [row("One.", "calm", "ann", "hi", [1]), row("Two.", "calm", "bob", "hello", [])])
+    out = tmp_path / "eval"
+    argv = ["eval", "--preset", "tiny", "--device", "cpu", "--dataset", str(d), "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "test row 2" in err and "reference_codes" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_the_references_are_part_of_the_eval_identity(tmp_path):
+    from stylegrpo.eval.run import EvalSettings, SpeakerReference, identity
+    from stylegrpo.presets import get_preset
+    from stylegrpo.styles import Reference, parse_catalog
+
+    catalog = parse_catalog(
+        "styles:\n  - name: calm\n    phrase: a calm voice\n    descriptions: [a calm voice]\n"
+        "  - name: child\n    phrase: a child\n    descriptions: [a child]\n    identity: true\n",
+        "styles.yaml",
+    )
+
+    def settings(references, **kw):
+        return EvalSettings(
+            out=tmp_path / "e",
+            catalog=catalog,
+            texts=["One.", "Two."],
+            texts_source="t",
+            preset=get_preset("tiny"),
+            dataset_references=references,
+            **kw,
+        )
+
+    ann = {"One.": SpeakerReference("ann", Reference("hi", (1, 2)))}
+    base = identity(settings(ann))
+    assert base["references"][0]["speaker_id"] == "ann" and base["references"][1] is None
+    assert (
+        identity(settings({"One.": SpeakerReference("ann", Reference("hi", (1, 3)))})) != base
+    )  # other codes
+    assert identity(settings({"One.": SpeakerReference("bob", Reference("hi", (1, 2)))})) != base
+    assert "references" not in identity(settings({}))  # a dataset without references: as before
+    assert "references" not in identity(settings(ann, styles=["child"]))  # identity styles use none

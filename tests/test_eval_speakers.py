@@ -118,7 +118,13 @@ def test_eval_speaks_each_text_with_its_held_out_reference(tmp_path, capsys, cor
     assert config["held_out_speakers"] == sorted(used)  # none of them is a training voice
     assert f"reference speakers: {len(used)} of the test split, {len(used)} held out from training" in stdout
     assert "speaker_similarity" in stdout
-    assert "reference speaker" in (out / "report.html").read_text()
+    html = (out / "report.html").read_text()
+    assert f"{len(used)} reference speaker(s) of the test split, {len(used)} held out from training" in html
+    import csv
+
+    with (out / "clips" / "metadata.csv").open() as f:  # the clips' metadata names who speaks each one
+        meta = {m["file_name"]: m for m in csv.DictReader(f)}
+    assert {meta[r["file_name"]]["speaker_id"] for r in recs if r["style"] != "child"} == used
     ident = json.loads((out / "eval_config.json").read_text())["identity"]
     assert {e["speaker_id"] for e in ident["references"] if e} == used  # part of what a clip is
 
@@ -146,6 +152,7 @@ def test_speaker_overrides_the_dataset_references(tmp_path, capsys, corpus, data
     config = json.loads((out / "metrics.json").read_text())["config"]
     assert "reference_speakers" not in config and config["dataset_speakers_overridden"] >= 1
     assert "references" not in json.loads((out / "eval_config.json").read_text())["identity"]
+    assert "overrides the dataset" in (out / "report.html").read_text()  # the report says so too
 
 
 def test_reference_embeddings_decode_each_reference_once():

@@ -893,9 +893,12 @@ def run_eval(
 
 __all__ = [
     "DEFAULT_N_PER_STYLE",
+    "DatasetTexts",
     "EvalResult",
     "EvalSettings",
     "Judges",
+    "SpeakerReference",
+    "read_dataset",
     "read_dataset_texts",
     "read_texts_file",
     "run_eval",

@@ -305,3 +305,40 @@ def without(buf, positions):  # pragma: no cover (compiled)
         prev = p + 1
     out[o:] = buf[prev:]
     return out
+
+
+@jit
+def assemble(pieces_offsets, pieces_data, has_text, text_offsets, text_data, desc_ids):  # pragma: no cover
+    """The contents of every row's messages, row by row (row 0's messages, then row 1's, ...): message
+    ``m`` of a row with description ``d`` is piece ``2 * (d * M + m)`` (its prefix), the row's text when
+    ``has_text[m]``, then piece ``2 * (d * M + m) + 1`` (its suffix). Returns (int64 offsets, bytes)."""
+    n_messages = has_text.size
+    n = desc_ids.size
+    total = 0
+    for i in range(n):
+        d = desc_ids[i]
+        k = 2 * d * n_messages
+        total += pieces_offsets[k + 2 * n_messages] - pieces_offsets[k]  # every piece of description d
+        for m in range(n_messages):
+            if has_text[m]:
+                total += text_offsets[i + 1] - text_offsets[i]
+    out = np.empty(total, dtype=np.uint8)
+    new = np.empty(n * n_messages + 1, dtype=np.int64)
+    o = 0
+    for i in range(n):
+        k0 = 2 * desc_ids[i] * n_messages
+        for m in range(n_messages):
+            new[i * n_messages + m] = o
+            k = k0 + 2 * m
+            a, b = pieces_offsets[k], pieces_offsets[k + 1]
+            out[o : o + b - a] = pieces_data[a:b]
+            o += b - a
+            if has_text[m]:
+                a, b = text_offsets[i], text_offsets[i + 1]
+                out[o : o + b - a] = text_data[a:b]
+                o += b - a
+            a, b = pieces_offsets[k + 1], pieces_offsets[k + 2]
+            out[o : o + b - a] = pieces_data[a:b]
+            o += b - a
+    new[n * n_messages] = o
+    return new, out

@@ -18,8 +18,7 @@ import pyarrow.compute as pc
 
 from stylegrpo.styles import REFERENCE_SEPARATOR, PromptTemplate, Reference
 
-from .cleaning import _byte_view, _from_buffers, _rows_with, nfkc_changes
-from .kernels import kernels
+from .cleaning import _byte_view, _rows_with, nfkc_changes
 
 log = logging.getLogger(__name__)
 
@@ -132,28 +131,7 @@ class PromptRenderer:
         self, texts: pa.Array, desc_ids: np.ndarray, last_suffix: pa.Array | None = None
     ) -> pa.Array:
         """The vectorized messages: per message, the description's prefix + text + suffix (and, for the
-        last message, ``last_suffix`` per row). Without ``last_suffix``: the contents written row by row in
-        one compiled pass (``_compiled.assemble``), the same array as ``_assemble_arrow``'s."""
-        if last_suffix is not None or texts.null_count or not self._parts or not len(texts):
-            return self._assemble_arrow(texts, desc_ids, last_suffix)
-        n_messages = len(self._parts[0])
-        pieces = pa.array([piece or "" for parts in self._parts for _, p, s in parts for piece in (p, s)])
-        has_text = np.array([s is not None for _, _, s in self._parts[0]], dtype=np.bool_)
-        ids = np.asarray(desc_ids, dtype=np.int64)
-        text_offsets, text_data = _byte_view(texts)
-        offsets, data = kernels().assemble(*_byte_view(pieces), has_text, text_offsets, text_data, ids)
-        cell = (ids[:, None] * n_messages + np.arange(n_messages)[None, :]).ravel()  # (row, message) order
-        roles = pa.array([role for parts in self._parts for role, _, _ in parts], pa.string())
-        values = pa.StructArray.from_arrays(
-            [roles.take(pa.array(cell)), _from_buffers(offsets, data)], fields=list(MESSAGE_TYPE)
-        )
-        list_offsets = pa.array(np.arange(0, len(cell) + 1, n_messages, dtype=np.int32))
-        return pa.ListArray.from_arrays(list_offsets, values, type=PROMPT_TYPE)
-
-    def _assemble_arrow(
-        self, texts: pa.Array, desc_ids: np.ndarray, last_suffix: pa.Array | None = None
-    ) -> pa.Array:
-        """``_assemble`` by Arrow compute: per message a column of prefix + text + suffix, interleaved."""
+        last message, ``last_suffix`` per row)."""
         n = len(texts)
         n_messages = len(self._parts[0]) if self._parts else 0
         ids = pa.array(desc_ids)

@@ -252,24 +252,6 @@ def test_prompt_renderer_equals_render_and_falls_back_when_needed():
     )
 
 
-def test_compiled_prompt_assembly_is_the_arrow_assembly():
-    """The compiled pass writes the same prompt column as the Arrow formulation: any description, empty
-    and non-ASCII texts, a sliced array, and equal to ``render`` row by row."""
-    template = PromptTemplate()
-    descs = ["a calm voice", "", "a {text} voice with “quotes” — and ünïcödé", "x" * 300]
-    r = PromptRenderer(template, descs)
-    assert r.vectorized
-    rng = np.random.default_rng(3)
-    pool = ["Hello there.", "", "Ünïcödé “x” — 中文 😀", "a b", "y" * 250]
-    texts = pa.array([pool[i] for i in rng.integers(0, len(pool), 501)]).slice(1)
-    ids = rng.integers(0, len(descs), len(texts))
-    got = r._assemble(texts, ids)
-    assert got.equals(r._assemble_arrow(texts, ids))
-    assert got.to_pylist() == [
-        template.render(t, descs[i]) for t, i in zip(texts.to_pylist(), ids, strict=True)
-    ]
-
-
 def test_embedded_corpus():
     lines = default_corpus_path().read_text(encoding="utf-8").splitlines()
     assert len(lines) >= 400 and len(set(lines)) == len(lines)

@@ -1,10 +1,9 @@
 """Synthesis benchmark: generation throughput and codec decoding (exact grouping vs padded batches).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_synth.py [--real-shape-codec] [--device cpu] [--json OUT]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_synth.py [--device cpu] [--json OUT]
 
-Tiny twins by default (random weights: timings of the plumbing, not of real Llasa). ``--real-shape-codec``
-also builds an XCodec2 whose DECODER has the real size (hidden 1024, 12 layers; random weights, small
-semantic encoder) to measure how much padding changes the audio with the real architecture.
+Tiny twins (random weights: timings of the plumbing, not of real Llasa). Decoding at the real XCodec2 size
+(and how much padding changes its audio) is ``bench/bench_codec.py``.
 """
 
 from __future__ import annotations
@@ -17,12 +16,12 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def _rel_rms(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((a - b) ** 2)) / max(np.sqrt(np.mean(b**2)), 1e-12))
+from bench_codec import _rel_rms  # noqa: E402
 
 
 def bench_decode(codec, lengths: list[int], repeats: int = 3) -> dict:
@@ -71,23 +70,9 @@ def bench_generate(device: str, n_prompts: int, max_new_tokens: int) -> dict:
     return res
 
 
-def real_shape_codec(device: str):
-    import torch
-    from transformers import Xcodec2Config, Xcodec2Model
-
-    from stylegrpo.codec import Codec
-
-    torch.manual_seed(0)
-    config = Xcodec2Config(semantic_model_config=dict(model_type="wav2vec2-bert", num_hidden_layers=1))
-    model = Xcodec2Model(config)
-    model.semantic_encoder = None
-    return Codec(model.to(device).eval(), spec="random real-shape xcodec2")
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--real-shape-codec", action="store_true", help="also measure a real-size random decoder")
     p.add_argument("--prompts", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=100)
     p.add_argument(
@@ -105,8 +90,6 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"device": args.device, "torch_threads": torch.get_num_threads()}
     report["generate_tiny"] = bench_generate(args.device, args.prompts, args.max_new_tokens)
     report["decode_tiny"] = bench_decode(Codec.load("tiny:xcodec2", args.device), lengths)
-    if args.real_shape_codec:
-        report["decode_real_shape_random"] = bench_decode(real_shape_codec(args.device), lengths, repeats=1)
     json.dump(report, sys.stdout, indent=2)
     print()
     if args.json:

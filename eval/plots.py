@@ -12,8 +12,9 @@ import io
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -216,31 +217,36 @@ def reward_series(log_history: Sequence[Mapping], styles: Sequence[str]) -> dict
     """
     series: dict[str, dict[str, list]] = {}
     style_set = set(styles)
+    for step, parts, value in _logged_values(log_history):
+        if len(parts) == 3 and parts[0] == "rewards":
+            name, style = parts[1], ("mean" if parts[2] == "mean" else _catalog_style(parts[2], style_set))
+        elif len(parts) == 2 and parts[0] == "reward_by_style":
+            name, style = TOTAL_REWARD, _catalog_style(parts[1], style_set)
+        else:
+            continue
+        if style is not None:
+            series.setdefault(name, {}).setdefault(style, []).append((step, value))
+    return series
 
-    def style_of(part: str) -> str | None:
-        if part in style_set:
-            return part
-        if part.endswith(_RESERVED_STYLE_SUFFIX) and part[: -len(_RESERVED_STYLE_SUFFIX)] in style_set:
-            return part[: -len(_RESERVED_STYLE_SUFFIX)]
-        return None
 
+def _logged_values(log_history: Sequence[Mapping]) -> Iterator[tuple[Any, list[str], float]]:
+    """``(step, key split at "/", value)`` of every finite number logged at a step of ``log_history``."""
     for entry in log_history:
         step = entry.get("step")
         if step is None:
             continue
         for key, value in entry.items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-                continue
-            parts = key.split("/")
-            if len(parts) == 3 and parts[0] == "rewards":
-                name, style = parts[1], ("mean" if parts[2] == "mean" else style_of(parts[2]))
-            elif len(parts) == 2 and parts[0] == "reward_by_style":
-                name, style = TOTAL_REWARD, style_of(parts[1])
-            else:
-                continue
-            if style is not None:
-                series.setdefault(name, {}).setdefault(style, []).append((step, float(value)))
-    return series
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                yield step, key.split("/"), float(value)
+
+
+def _catalog_style(part: str, style_set: set[str]) -> str | None:
+    """The catalog style a logged key part names (``mean_style`` -> ``mean``), else None."""
+    if part in style_set:
+        return part
+    if part.endswith(_RESERVED_STYLE_SUFFIX) and part[: -len(_RESERVED_STYLE_SUFFIX)] in style_set:
+        return part[: -len(_RESERVED_STYLE_SUFFIX)]
+    return None
 
 
 def reward_curves(
@@ -295,21 +301,12 @@ def diagnostic_series(
     """``{name: {style: [(step, value), ...]}}`` of the keys ``<prefix>/<name>/<style>`` (catalog styles)."""
     style_set = set(styles)
     series: dict[str, dict[str, list]] = {}
-    for entry in log_history:
-        step = entry.get("step")
-        if step is None:
+    for step, parts, value in _logged_values(log_history):
+        if len(parts) != 3 or parts[0] != prefix:
             continue
-        for key, value in entry.items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-                continue
-            parts = key.split("/")
-            if len(parts) != 3 or parts[0] != prefix:
-                continue
-            style = parts[2]
-            if style.endswith(_RESERVED_STYLE_SUFFIX) and style[: -len(_RESERVED_STYLE_SUFFIX)] in style_set:
-                style = style[: -len(_RESERVED_STYLE_SUFFIX)]
-            if style in style_set:
-                series.setdefault(parts[1], {}).setdefault(style, []).append((step, float(value)))
+        style = _catalog_style(parts[2], style_set)
+        if style is not None:
+            series.setdefault(parts[1], {}).setdefault(style, []).append((step, value))
     return series
 
 

@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     src.add_argument(
         "--synthesize",
-        type=int,
+        type=argtypes.count,
         metavar="N",
         help="the policy (--preset, --adapter) speaks N texts in every catalog style; the audit scores those",
     )
@@ -86,7 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"--synthesize: text choice and sampling seed (default: {AUDIT_SEED})",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=None, metavar="N", help="--synthesize: prompts per batch"
+        "--batch-size", type=argtypes.count, default=None, metavar="N", help="--synthesize: prompts per batch"
     )
     parser.add_argument(
         "--max-seconds",
@@ -96,7 +96,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="--synthesize: longest clip generated",
     )
     parser.add_argument(
-        "--judge-batch-size", type=int, default=None, metavar="N", help="clips per judge forward pass"
+        "--judge-batch-size",
+        type=argtypes.count,
+        default=None,
+        metavar="N",
+        help="clips per judge forward pass",
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument(
@@ -153,11 +157,6 @@ def run(args: argparse.Namespace) -> int:
         for opt in ("texts", "adapter"):
             if getattr(args, opt):
                 raise StyleGRPOError(f"--{opt} is for --synthesize (the clips given are scored as they are)")
-    if args.synthesize is not None and args.synthesize < 1:
-        raise StyleGRPOError(f"--synthesize must be at least 1 (got {args.synthesize})")
-    for opt in ("batch_size", "judge_batch_size"):
-        if getattr(args, opt) is not None and getattr(args, opt) < 1:
-            raise StyleGRPOError(f"--{opt.replace('_', '-')} must be at least 1 (got {getattr(args, opt)})")
     catalog = load_catalog(args.styles)
     preset = preset_from_args(args)
     judges = _judge_specs(args.judges, preset)

@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--n-per-style",
-        type=int,
+        type=argtypes.count,
         default=DEFAULT_N_PER_STYLE,
         metavar="N",
         help=f"texts spoken in every style (default: {DEFAULT_N_PER_STYLE}; fewer when fewer texts are given)",
@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--batch-size",
-        type=int,
+        type=argtypes.count,
         default=None,
         metavar="N",
         help="prompts generated together (default: the preset's)",
@@ -71,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--judge-batch-size",
-        type=int,
+        type=argtypes.count,
         default=None,
         metavar="N",
         help="clips per judge forward pass (default: the judges' own)",
@@ -141,8 +141,6 @@ def run(args: argparse.Namespace) -> int:
         texts, source = read_texts_file(args.texts), str(args.texts)
     else:
         raise StyleGRPOError("no texts to speak: pass --dataset DIR (its test split) or --texts FILE")
-    if args.batch_size is not None and args.batch_size < 1:
-        raise StyleGRPOError(f"--batch-size must be at least 1 (got {args.batch_size})")
     if args.adapter:
         check_adapter_folder(args.adapter)  # named: a missing folder, a missing or broken adapter_config.json
     if args.training_dir and not Path(args.training_dir).exists():

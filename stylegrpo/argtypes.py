@@ -34,3 +34,14 @@ def seconds(value: str) -> float:
             f"{quote(value)} is not a duration: give a number of seconds above 0"
         )
     return x
+
+
+def count(value: str) -> int:
+    """A number of things (``--batch-size``, ``--n-per-style``, ``--synthesize``): an integer of at least 1."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{quote(value)} is not an integer") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} is too small: give an integer of at least 1")
+    return n

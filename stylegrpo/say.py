@@ -84,7 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="longest audio to generate per text (default: the preset's cap, 30 s for Llasa)",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=None, help="texts generated together (default: preset's)"
+        "--batch-size", type=argtypes.count, default=None, help="texts generated together (default: preset's)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file or folder")
     add_styles_argument(parser)
@@ -109,8 +109,6 @@ def _check_args(args: argparse.Namespace) -> None:
         raise StyleGRPOError(f"--top-p must be in (0, 1] (got {args.top_p})")
     if args.top_k is not None and args.top_k < 0:
         raise StyleGRPOError(f"--top-k must be >= 0 (got {args.top_k})")
-    if args.batch_size is not None and args.batch_size < 1:
-        raise StyleGRPOError(f"--batch-size must be at least 1 (got {args.batch_size})")
     check_speaker_text(args.speaker, args.speaker_text)
     if args.adapter:
         check_adapter_folder(args.adapter)  # named: a missing or broken adapter_config.json

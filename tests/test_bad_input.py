@@ -145,6 +145,28 @@ def test_max_seconds_must_be_a_finite_duration(tmp_path, capsys, monkeypatch, ar
     assert sorted(p.name for p in tmp_path.iterdir()) == ["T"]
 
 
+@pytest.mark.parametrize("value", ["0", "-3", "two"])
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        (["say", "Hello there.", "--preset", "tiny"], "--batch-size"),
+        (["eval", "--texts", "T", "--preset", "tiny", "--out", "OUT"], "--batch-size"),
+        (["eval", "--texts", "T", "--preset", "tiny", "--out", "OUT"], "--n-per-style"),
+        (["eval", "--texts", "T", "--preset", "tiny", "--out", "OUT"], "--judge-batch-size"),
+        (["audit", "--preset", "tiny", "--out", "OUT"], "--synthesize"),
+        (["audit", "--synthesize", "1", "--preset", "tiny", "--out", "OUT"], "--judge-batch-size"),
+    ],
+    ids=["say-batch", "eval-batch", "eval-n", "eval-judge-batch", "audit-synthesize", "audit-judge-batch"],
+)
+def test_counts_must_be_at_least_one(tmp_path, capsys, monkeypatch, argv, option, value):
+    """eval took --judge-batch-size 0 and ran with the judges' default; every count is now refused by the parser."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "T").write_text("Hello there, my friend.\n")
+    msg = refused(capsys, [*argv, option, value])
+    assert f"argument {option}:" in msg and ("at least 1" in msg or "not an integer" in msg)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["T"]
+
+
 def test_max_seconds_gives_one_token_cap_everywhere():
     """say, app, eval and audit turn --max-seconds into the cap by one rule (speech_time), end token included."""
     from stylegrpo.speech_time import END_TOKENS, tokens_for_seconds

@@ -18,7 +18,8 @@ import pyarrow.compute as pc
 
 from stylegrpo.styles import REFERENCE_SEPARATOR, PromptTemplate, Reference
 
-from .cleaning import _byte_view, _rows_with, nfkc_changes
+from .cleaning import _byte_view, _from_buffers, _rows_with, nfkc_changes
+from .kernels import kernels
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,12 @@ class PromptRenderer:
         self.vectorized = all(self._prepare(d) for d in descriptions) and self._consistent()
         if not self.vectorized:
             log.warning("the prompt template is not a plain substitution of the text; rendering row by row")
+            return
+        # every description's (prefix, suffix) per message, in order, as one string array's buffers
+        pieces = pa.array([piece or "" for parts in self._parts for _, p, s in parts for piece in (p, s)])
+        shape = self._parts[0] if self._parts else []
+        self._pieces = (*_byte_view(pieces), np.array([s is not None for _, _, s in shape], dtype=bool))
+        self._roles = pa.array([role for parts in self._parts for role, _, _ in parts], pa.string())
 
     def _prepare(self, description: str) -> bool:
         messages = self.template.render(_PLACEHOLDER, description)
@@ -107,12 +114,10 @@ class PromptRenderer:
             return pa.array(rows, PROMPT_TYPE)
         self._check_texts(texts, desc_ids, ref_ids, references)
         safe = pa.array(np.where(has, ref_ids, 0))
+        mask = pa.array(~has)
         before = pa.array([r.text + REFERENCE_SEPARATOR for r in references], pa.string()).take(safe)
-        spoken = pc.if_else(pa.array(has), pc.binary_join_element_wise(before, texts, ""), texts)
-        speech = pc.if_else(
-            pa.array(has), pa.array([r.speech for r in references], pa.string()).take(safe), ""
-        )
-        return self._assemble(spoken, desc_ids, speech)
+        speech = pa.array([r.speech for r in references], pa.string()).take(safe)
+        return self._assemble(texts, desc_ids, pc.if_else(mask, "", before), pc.if_else(mask, "", speech))
 
     def _reference_ok(self, reference: Reference) -> bool:
         """``render`` with this reference is the plain substitution of transcript + separator + text, and the
@@ -128,34 +133,36 @@ class PromptRenderer:
         return True
 
     def _assemble(
-        self, texts: pa.Array, desc_ids: np.ndarray, last_suffix: pa.Array | None = None
+        self,
+        texts: pa.Array,
+        desc_ids: np.ndarray,
+        before: pa.Array | None = None,
+        after: pa.Array | None = None,
     ) -> pa.Array:
-        """The vectorized messages: per message, the description's prefix + text + suffix (and, for the
-        last message, ``last_suffix`` per row)."""
+        """The vectorized messages: per message, the description's prefix + (``before`` +) text + suffix,
+        and ``after`` at the end of the last message (``before``/``after``: one string per row, or none).
+        The contents are written row by row in one compiled pass (``_compiled.assemble``: one copy of
+        each piece, where per-message Arrow joins, a concatenation and an interleaving take made four)."""
         n = len(texts)
         n_messages = len(self._parts[0]) if self._parts else 0
-        ids = pa.array(desc_ids)
-        roles, contents = [], []
-        for m in range(n_messages):
-            role = pa.array([p[m][0] for p in self._parts], pa.string()).take(ids)
-            prefix = pa.array([p[m][1] for p in self._parts], pa.string()).take(ids)
-            suffix_values = [p[m][2] for p in self._parts]
-            if all(s is None for s in suffix_values):
-                content = prefix
-            else:
-                suffix = pa.array(["" if s is None else s for s in suffix_values], pa.string()).take(ids)
-                content = pc.binary_join_element_wise(prefix, texts, suffix, "")
-            if last_suffix is not None and m == n_messages - 1:
-                content = pc.binary_join_element_wise(content, last_suffix, "")
-            roles.append(role)
-            contents.append(content)
-        order = pa.array((np.arange(n)[:, None] + n * np.arange(n_messages)[None, :]).ravel())
-        values = pa.StructArray.from_arrays(
-            [pa.concat_arrays(roles).take(order), pa.concat_arrays(contents).take(order)],
-            fields=list(MESSAGE_TYPE),
+        ids = np.asarray(desc_ids, dtype=np.int64)
+        texts = pc.fill_null(texts, "") if texts.null_count else texts
+        if len(ids) != n:
+            raise ValueError(f"{n} texts but {len(ids)} description ids")
+        none = _empty_strings(n)
+        offsets, data = kernels().assemble(
+            *self._pieces,
+            ids,
+            _byte_view(texts),
+            none if before is None else _byte_view(before),
+            none if after is None else _byte_view(after),
         )
-        offsets = pa.array(np.arange(0, n * n_messages + 1, n_messages, dtype=np.int32))
-        return pa.ListArray.from_arrays(offsets, values, type=PROMPT_TYPE)
+        cells = (ids[:, None] * n_messages + np.arange(n_messages)[None, :]).ravel()  # (row, message)
+        values = pa.StructArray.from_arrays(
+            [self._roles.take(pa.array(cells)), _from_buffers(offsets, data)], fields=list(MESSAGE_TYPE)
+        )
+        list_offsets = pa.array(np.arange(0, n * n_messages + 1, n_messages, dtype=np.int32))
+        return pa.ListArray.from_arrays(list_offsets, values, type=PROMPT_TYPE)
 
     def _check_texts(
         self,
@@ -177,6 +184,13 @@ class PromptRenderer:
         for i in np.flatnonzero(suspect):
             ref = references[ref_ids[i]] if ref_ids is not None and references and ref_ids[i] >= 0 else None
             self.template.render(texts[int(i)].as_py(), self.descriptions[desc_ids[i]], ref)
+
+
+def _empty_strings(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, bytes) of ``n`` empty strings, read-only as ``_byte_view``'s are (one compiled signature)."""
+    offsets, data = np.zeros(n + 1, dtype=np.int32), np.zeros(0, dtype=np.uint8)
+    offsets.flags.writeable = data.flags.writeable = False
+    return offsets, data
 
 
 def _fill(parts: list[tuple[str, str, str | None]], text: str) -> list[dict[str, str]]:

@@ -252,6 +252,33 @@ def test_prompt_renderer_equals_render_and_falls_back_when_needed():
     )
 
 
+def test_compiled_prompt_assembly_equals_render_row_by_row():
+    """The one compiled copy pass (``_compiled.assemble``) gives ``render``'s messages for every row: empty,
+    long and non-ASCII texts and descriptions, a sliced array (nonzero offset), rows with and without a
+    reference speaker, and zero rows."""
+    from stylegrpo.styles import Reference
+
+    template = PromptTemplate()
+    descs = ["a calm voice", "", "a {text} voice with “quotes” — and ünïcödé", "x" * 300]
+    r = PromptRenderer(template, descs)
+    assert r.vectorized
+    rng = np.random.default_rng(3)
+    pool = ["Hello there.", "", "Ünïcödé “x” — 中文 😀", "a b", "y" * 250]
+    texts = pa.array([pool[i] for i in rng.integers(0, len(pool), 401)]).slice(1)
+    ids = rng.integers(0, len(descs), len(texts))
+    want = [template.render(t, descs[i]) for t, i in zip(texts.to_pylist(), ids, strict=True)]
+    assert r.render(texts, ids).to_pylist() == want
+    refs = [Reference("Said before.", [1, 2, 3]), Reference("Ünï “z”", [7])]
+    ref_ids = rng.integers(-1, len(refs), len(texts))
+    got = r.render(texts, ids, ref_ids, refs).to_pylist()
+    assert got == [
+        template.render(t, descs[i], refs[k] if k >= 0 else None)
+        for t, i, k in zip(texts.to_pylist(), ids, ref_ids, strict=True)
+    ]
+    assert (ref_ids == -1).any() and (ref_ids >= 0).any()
+    assert r.render(texts.slice(0, 0), ids[:0]).to_pylist() == []
+
+
 def test_embedded_corpus():
     lines = default_corpus_path().read_text(encoding="utf-8").splitlines()
     assert len(lines) >= 400 and len(set(lines)) == len(lines)

@@ -7,6 +7,9 @@ Each kernel is the exact equivalent of an Arrow/numpy formulation kept beside it
 
 from __future__ import annotations
 
+import functools
+import gc
+
 import numpy as np
 
 # actions of the normalization table (one per Basic Multilingual Plane code point, see cleaning)
@@ -17,8 +20,20 @@ _ASCII_OF = np.zeros(7, dtype=np.uint8)  # the character each one-character acti
 _ASCII_OF[[TO_QUOTE, TO_DQUOTE, TO_HYPHEN]] = [ord("'"), ord('"'), ord("-")]
 
 
+@functools.cache
 def kernels():
-    """The compiled functions (the ``_compiled`` module), compiled on first use and cached on disk."""
+    """The compiled functions (the ``_compiled`` module), compiled on first use and cached on disk.
+
+    The first call of any numba function, even one loaded from the disk cache, builds numba's typing and
+    lowering registries (~0.2 s of CPU, once per process); it is made here with the cyclic garbage
+    collector paused, which would otherwise scan the whole heap several times meanwhile (~0.05 s)."""
     from . import _compiled
 
+    paused = gc.isenabled()
+    gc.disable()
+    try:  # the types of the reader's call: one compiled signature
+        _compiled.without(np.frombuffer(b"a\n", dtype=np.uint8), np.ones(1, dtype=np.int64))
+    finally:
+        if paused:
+            gc.enable()
     return _compiled

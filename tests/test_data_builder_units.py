@@ -288,3 +288,16 @@ def test_embedded_corpus():
     assert moods["?"] >= 50 and moods["!"] >= 50 and moods["."] >= 250
     codes, _ = cleaning.filter_codes(cleaning.normalize(pa.array(lines)), CleanOptions())
     assert (codes == 0).all()  # every sentence passes the default cleaning
+
+
+def test_smallest_is_the_stable_sort_prefix_with_ties():
+    """The O(n) selection of the test split equals the first k of a stable argsort, ties included."""
+    from stylegrpo.data_builder.pairing import smallest
+
+    rng = np.random.default_rng(5)
+    for n, high in [(0, 5), (1, 5), (50, 4), (1000, 30), (1000, 2**63)]:
+        u = rng.integers(0, high, size=n, dtype=np.uint64)  # small ranges: many ties at the cut
+        for k in {0, 1, n // 3, n - 1, n, n + 2} - {-1}:
+            want = np.zeros(n, dtype=bool)
+            want[np.argsort(u, kind="stable")[: max(k, 0)]] = True
+            assert np.array_equal(smallest(u, k), want), (n, high, k)

@@ -6,7 +6,7 @@ import numpy as np
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-from .kernels import _ASCII_OF, BMP, DROP, FIELD_MAX, KEEP_CHAR, TO_SPACE, TO_SPACED_HYPHEN
+from .kernels import _ASCII_OF, BMP, DROP, FAST_ROW_MAX, FIELD_MAX, KEEP_CHAR, TO_SPACE, TO_SPACED_HYPHEN
 
 jit = numba.njit(cache=True, nogil=True, boundscheck=False)
 ascii_of = _ASCII_OF
@@ -37,11 +37,19 @@ def unstable_at(data, positions, hi, stable):  # pragma: no cover (compiled)
 
 
 @jit
-def rewrite(offsets, data, action, stable, w_ascii, w_high, letter, symbol, dot_follow):  # pragma: no cover
+def rewrite(
+    offsets, data, action, stable, w_fast, w_ascii, w_high, letter, symbol, hints
+):  # pragma: no cover
     """Each character replaced as ``action[cp]`` says, then runs of spaces collapsed and the row
     trimmed of spaces; rows with a character beyond the BMP are flagged (and left to the caller), and so
     are rows with a character outside the NFKC-stable table ``stable`` (to be NFKC'd first); each new
-    row is counted as ``counts`` does (the remaining arguments), while its bytes are in cache.
+    row is counted as ``counts`` does (the remaining arguments).
+
+    A row of printable ASCII only (most rows of most corpora) of at most ``FAST_ROW_MAX`` bytes is counted
+    while it is copied: one ``w_fast`` lookup per input byte (spaces, punctuation, symbols, markup bytes
+    and ":"/"@" as 12-bit fields), the only bytes dropped being spaces (so the output's spaces are the
+    input's less the bytes dropped), and a "." before an ASCII letter checked on the input (a kept "."
+    is followed in the output by the next input byte). Any other row is counted after it is written.
     Returns (new offsets, new bytes, beyond, unstable, counts)."""
     n = offsets.size - 1
     lo, hi = offsets[0], offsets[n]
@@ -51,11 +59,16 @@ def rewrite(offsets, data, action, stable, w_ascii, w_high, letter, symbol, dot_
     unstable = np.zeros(n, dtype=np.bool_)
     stats = new_counts(n)
     o = 0
+    f = np.uint64(FAST_ROW_MAX)
+    s1, s2, s3, s4 = np.uint64(12), np.uint64(24), np.uint64(36), np.uint64(48)
     for r in range(n):
         new[r] = o
         start = o
         space = True  # a space right after the row start is dropped (leading spaces)
         i, end = offsets[r], offsets[r + 1]
+        fast = end - i <= FAST_ROW_MAX  # still counted on the way (see above)
+        acc = np.uint64(0)
+        dots = 0
         while i < end:
             b = data[i]
             if 32 <= b < 127:  # printable ASCII (the common case): kept, a space only after a non-space
@@ -63,8 +76,12 @@ def rewrite(offsets, data, action, stable, w_ascii, w_high, letter, symbol, dot_
                 out[o] = b
                 o += 1 - (is_space and space)
                 space = is_space
+                acc += w_fast[b]
+                if b == 46 and i + 1 < end and data[i + 1] < 0x80 and letter[data[i + 1]]:
+                    dots += 1
                 i += 1
                 continue
+            fast = False
             length = 1
             if b < 0x80:
                 a = action[b]
@@ -104,7 +121,20 @@ def rewrite(offsets, data, action, stable, w_ascii, w_high, letter, symbol, dot_
             i += length
         if o > start and out[o - 1] == 32:
             o -= 1
-        count_row(out, start, o, w_ascii, w_high, letter, symbol, dot_follow, r, stats)
+        if fast:
+            chars, spaces, letters, symbols, markup, url, _ = stats
+            nbytes = o - start
+            sp = np.int64(acc & f) - (offsets[r + 1] - offsets[r] - nbytes)  # less the dropped spaces
+            pu = np.int64((acc >> s1) & f)
+            sy = np.int64((acc >> s2) & f)
+            chars[r] = nbytes
+            spaces[r] = sp
+            letters[r] = nbytes - sp - pu - sy
+            symbols[r] = sy
+            markup[r] = ((acc >> s3) & f) > 0
+            url[r] = ((acc >> s4) & f) > 0 or dots > 0
+        else:
+            count_row(out, start, o, w_ascii, w_high, letter, symbol, hints, r, stats)
     new[n] = o
     return new, out[:o], beyond, unstable, stats
 

@@ -332,14 +332,14 @@ def normalize_measure(arr: pa.Array) -> tuple[pa.Array, TextStats]:
     tables = (*_count_weights(), *_class_tables(), _HINT_BYTES)
     offsets, data = _byte_view(arr)
     new_offsets, new_data, beyond, unstable, counts = k.rewrite(
-        offsets, data, _action_table(), _stable_table(), *tables
+        offsets, data, _action_table(), _stable_table(), _fast_weights(), *tables
     )
     out = _from_buffers(new_offsets, new_data)
     if unstable.any():  # NFKC first on these rows, then the same pass
         mask = pa.array(unstable)
         sub_offsets, sub_data = _byte_view(_nfkc(arr.filter(mask)))
         sub_offsets, sub_data, sub_beyond, _, sub_counts = k.rewrite(
-            sub_offsets, sub_data, _action_table(), _stable_table(), *tables
+            sub_offsets, sub_data, _action_table(), _stable_table(), _fast_weights(), *tables
         )
         out = pc.replace_with_mask(out, mask, _from_buffers(sub_offsets, sub_data))
         beyond[unstable] |= sub_beyond
@@ -510,6 +510,21 @@ def _count_weights() -> tuple[np.ndarray, np.ndarray]:
         sum((f.astype(np.uint64) << np.uint64(16 * k)) for k, f in enumerate(word)).astype(np.uint64)
         for word in fields
     )
+
+
+@functools.cache
+def _fast_weights() -> np.ndarray:
+    """Per byte, the 12-bit fields ``kernels.rewrite`` sums over rows of printable ASCII: spaces,
+    punctuation, symbols and markup bytes of ``_CLASS``, markup bytes, and ":" or "@" (a URL hint)."""
+    b = np.arange(256)
+    fields = [
+        _CLASS == _SPACE,
+        _CLASS == _PUNCT,
+        np.isin(_CLASS, (_SYMBOL, _MARKUPISH)),
+        _CLASS == _MARKUPISH,
+        np.isin(b, list(_URL_BYTES)),
+    ]
+    return sum((f.astype(np.uint64) << np.uint64(12 * k)) for k, f in enumerate(fields)).astype(np.uint64)
 
 
 _HINT_BYTES = np.zeros(256, dtype=bool)  # bytes that need a look at their neighbours in kernels.counts

@@ -16,6 +16,7 @@ import numpy as np
 KEEP_CHAR, TO_SPACE, DROP, TO_QUOTE, TO_DQUOTE, TO_HYPHEN, TO_SPACED_HYPHEN = range(7)
 BMP = 0x10000
 FIELD_MAX = 0xFFFF  # bytes summed into 16-bit fields before they are flushed
+FAST_ROW_MAX = 0xFFF  # longest printable-ASCII row counted in 12-bit fields while rewritten (5 fields)
 _ASCII_OF = np.zeros(7, dtype=np.uint8)  # the character each one-character action writes
 _ASCII_OF[[TO_QUOTE, TO_DQUOTE, TO_HYPHEN]] = [ord("'"), ord('"'), ord("-")]
 

@@ -208,3 +208,22 @@ def test_normalize_measure_is_normalize_then_measure(seed):
     want = c.measure(alone)
     for name in ("chars", "words", "letter_fraction", "maybe_markup", "maybe_url"):
         np.testing.assert_array_equal(getattr(stats, name), getattr(want, name), err_msg=name)
+
+
+def test_printable_ascii_rows_counted_while_rewritten_equal_the_counts_after():
+    """Rows of printable ASCII are counted during the rewrite (12-bit fields, up to 4,095 bytes); the
+    counts and hints equal those of ``measure`` on the written rows: collapsed, leading and trailing
+    spaces, "." before a letter (also at the row end or before a dropped space), ":" and "@", markup
+    bytes, and rows either side of the field limit."""
+    rng = np.random.default_rng(8)
+    alphabet = list("abcXYZ .,!?;:'\"-()<>[]{}|#*_&@/\\$%0123456789") + ["  ", "   ", ". a", ".b", "www."]
+    rows = ["".join(rng.choice(alphabet, size=int(rng.integers(0, 60)))) for _ in range(4000)]
+    rows += ["   ", " ", "", "a.", "a. ", " .b ", "x:y", "me@you", "<p>", "a  .  b", "end.z"]
+    rows += ["ab " * 1365, "ab " * 1365 + "c", " " + "a" * 4094, "a" * 4095, "a" * 4096, "a." * 3000]
+    texts = pa.array(rows, pa.string())
+    joint, stats = c.normalize_measure(texts)
+    assert joint.to_pylist() == ref_normalize(texts).to_pylist()
+    want = c.measure(joint)
+    for name in ("chars", "words", "letter_fraction", "maybe_markup", "maybe_url"):
+        np.testing.assert_array_equal(getattr(stats, name), getattr(want, name), err_msg=name)
+    assert stats.maybe_url.sum() > 100 and (~stats.maybe_url).sum() > 100  # both kinds of rows

@@ -284,12 +284,13 @@ def sipround(v0, v1, v2, v3):  # pragma: no cover (compiled)
 
 
 @jit
-def siphash(offsets, data, k0, k1):  # pragma: no cover (compiled)
-    """SipHash-2-4 of each row's bytes (key k0, k1), then the SplitMix64 finalizer: exactly
-    ``pandas.util.hash_array`` of the rows as str objects (pandas hashes their UTF-8 bytes so)."""
-    n = offsets.size - 1
+def siphash(offsets, data, rows, k0, k1):  # pragma: no cover (compiled)
+    """SipHash-2-4 of the bytes of each row in ``rows`` (key k0, k1), then the SplitMix64 finalizer:
+    exactly ``pandas.util.hash_array`` of the rows as str objects (pandas hashes their UTF-8 bytes so)."""
+    n = rows.size
     out = np.empty(n, dtype=np.uint64)
-    for r in range(n):
+    for j in range(n):
+        r = rows[j]
         i, end = offsets[r], offsets[r + 1]
         length = end - i
         v0 = k0 ^ np.uint64(0x736F6D6570736575)
@@ -321,7 +322,7 @@ def siphash(offsets, data, k0, k1):  # pragma: no cover (compiled)
         h ^= h >> np.uint64(27)
         h *= np.uint64(0x94D049BB133111EB)
         h ^= h >> np.uint64(31)
-        out[r] = h
+        out[j] = h
     return out
 
 

@@ -162,7 +162,7 @@ def _clean_batch(batch: RawBatch, options: CleanOptions) -> _Cleaned:
     texts, stats = cleaning.normalize_measure(batch.texts)  # normalized and counted in one pass
     codes, stats = cleaning.filter_codes(texts, options, stats)
     ok = np.flatnonzero(codes == KEEP)
-    hashes = cleaning.text_hashes(texts.filter(pa.array(codes == KEEP)))
+    hashes = cleaning.text_hashes(texts, ok)  # the kept rows', in place
     return _Cleaned(batch, texts, codes, stats, ok, hashes)
 
 

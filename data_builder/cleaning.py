@@ -583,17 +583,19 @@ def _match(arr: pa.Array, pattern: str, candidates: np.ndarray) -> np.ndarray:
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
-def text_hashes(arr: pa.Array) -> np.ndarray:
-    """A 64-bit hash per string: ``pandas.util.hash_array`` of the strings (SipHash-2-4 of the UTF-8 bytes
-    with pandas' default key; stable across runs and machines), computed on the bytes in place."""
+def text_hashes(arr: pa.Array, rows: np.ndarray | None = None) -> np.ndarray:
+    """A 64-bit hash per string (of the strings at ``rows`` only, when given): ``pandas.util.hash_array``
+    of the strings (SipHash-2-4 of the UTF-8 bytes with pandas' default key; stable across runs and
+    machines), computed on the bytes in place."""
     if arr.type != pa.string():
         arr = arr.cast(pa.string())
+    rows = np.arange(len(arr), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
     if arr.null_count:  # pragma: no cover - cleaned text has no nulls; pandas hashes None its own way
         import pandas as pd
 
-        return pd.util.hash_array(arr.to_numpy(zero_copy_only=False), categorize=False)
+        return pd.util.hash_array(arr.take(pa.array(rows)).to_numpy(zero_copy_only=False), categorize=False)
     offsets, data = _byte_view(arr)
-    return kernels().siphash(offsets, data, *_SIPHASH_KEY)
+    return kernels().siphash(offsets, data, rows, *_SIPHASH_KEY)
 
 
 _SIPHASH_KEY = tuple(  # pandas' _default_hash_key "0123456789123456" as SipHash's two little-endian words

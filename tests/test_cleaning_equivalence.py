@@ -196,6 +196,9 @@ def test_text_hashes_are_pandas_hash_array():
     want = pd.util.hash_array(texts.to_numpy(zero_copy_only=False), categorize=False)
     np.testing.assert_array_equal(c.text_hashes(texts), want)
     np.testing.assert_array_equal(c.text_hashes(texts.slice(10, 50)), want[10:60])
+    rows = np.array([5, 0, 2000, 5, 2005])  # chosen rows, in any order, repeated
+    np.testing.assert_array_equal(c.text_hashes(texts, rows), want[rows])
+    np.testing.assert_array_equal(c.text_hashes(texts.slice(10, 50), np.array([3])), want[[13]])
 
 
 @pytest.mark.parametrize("seed", [6, 7])

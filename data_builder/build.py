@@ -180,7 +180,7 @@ class _Kept:
 
     def take(self, idx: np.ndarray) -> _Kept:
         return _Kept(
-            self.text.take(pa.array(idx, pa.int64())),
+            cleaning.take_strings(self.text, idx),
             *(getattr(self, f.name)[idx] for f in dataclasses.fields(self)[1:]),
         )
 
@@ -237,8 +237,7 @@ class _SplitSink:
         self.stats.add_texts(kept.chars, kept.words)
         text_idx, style_idx, desc_local = self.pairer.pair(len(kept))
         desc_idx = self._desc_offset[style_idx] + desc_local
-        ti = pa.array(text_idx, pa.int64())
-        texts = kept.text.take(ti) if len(text_idx) != len(kept) else kept.text
+        texts = cleaning.take_strings(kept.text, text_idx) if len(text_idx) != len(kept) else kept.text
         ref_columns = None
         if self.references is not None:  # identity styles: -1 (no reference); others balanced over speakers
             ref_idx = self.references.assign(self._identity[style_idx])
@@ -250,9 +249,9 @@ class _SplitSink:
         table = make_table(
             prompt,
             texts,
-            self._style_names.take(pa.array(style_idx)),
-            self._desc_texts.take(pa.array(desc_idx)),
-            self.labels.take(pa.array(kept.src[text_idx])),
+            cleaning.take_strings(self._style_names, style_idx),
+            cleaning.take_strings(self._desc_texts, desc_idx),
+            cleaning.take_strings(self.labels, kept.src[text_idx]),
             kept.line[text_idx],
             ref_columns,
         )
@@ -428,7 +427,7 @@ def _stream(
             _tally(codes, batch, report, examples)
             report.kept += len(ok)
             kept = _Kept(
-                texts.take(pa.array(ok, pa.int64())) if len(ok) < len(texts) else texts,
+                cleaning.take_strings(texts, ok) if len(ok) < len(texts) else texts,
                 batch.lines[ok],
                 np.full(len(ok), batch.source_index, dtype=np.int64),
                 c.stats.chars[ok],

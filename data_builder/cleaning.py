@@ -393,6 +393,17 @@ def _from_buffers(offsets: np.ndarray, data: np.ndarray) -> pa.Array:
     )
 
 
+def take_strings(arr: pa.Array, rows: np.ndarray) -> pa.Array:
+    """``arr.take(rows)`` for a string array without nulls, in one sized compiled copy (Arrow's take grows
+    its output buffer as it goes, re-copying it: ~3x slower on a batch of text). Other arrays: Arrow's."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if arr.type != pa.string() or arr.null_count:
+        return arr.take(pa.array(rows))
+    if len(rows) and (rows.min() < 0 or rows.max() >= len(arr)):
+        raise IndexError(f"take_strings: row out of range for {len(arr)} strings")
+    return _from_buffers(*kernels().gather(*_byte_view(arr), rows))
+
+
 @functools.cache
 def _action_table() -> np.ndarray:
     """action[cp] for the Basic Multilingual Plane: what ``_normalize_full``'s six replacements do to that

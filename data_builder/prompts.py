@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from stylegrpo.styles import REFERENCE_SEPARATOR, PromptTemplate, Reference
 
-from .cleaning import _byte_view, _from_buffers, _rows_with, nfkc_changes
+from .cleaning import _byte_view, _from_buffers, _rows_with, nfkc_changes, take_strings
 from .kernels import kernels
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ class PromptRenderer:
         )
         cells = (ids[:, None] * n_messages + np.arange(n_messages)[None, :]).ravel()  # (row, message)
         values = pa.StructArray.from_arrays(
-            [self._roles.take(pa.array(cells)), _from_buffers(offsets, data)], fields=list(MESSAGE_TYPE)
+            [take_strings(self._roles, cells), _from_buffers(offsets, data)], fields=list(MESSAGE_TYPE)
         )
         list_offsets = pa.array(np.arange(0, n * n_messages + 1, n_messages, dtype=np.int32))
         return pa.ListArray.from_arrays(list_offsets, values, type=PROMPT_TYPE)

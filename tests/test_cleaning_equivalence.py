@@ -230,3 +230,17 @@ def test_printable_ascii_rows_counted_while_rewritten_equal_the_counts_after():
     for name in ("chars", "words", "letter_fraction", "maybe_markup", "maybe_url"):
         np.testing.assert_array_equal(getattr(stats, name), getattr(want, name), err_msg=name)
     assert stats.maybe_url.sum() > 100 and (~stats.maybe_url).sum() > 100  # both kinds of rows
+
+
+def test_take_strings_is_arrow_take():
+    """The builder's sized compiled take equals Arrow's on sliced arrays, repeats, empty strings, non-ASCII
+    text and no rows; arrays with nulls go to Arrow's take; a row out of range raises."""
+    texts = pa.array(sample(n=500, seed=9) + ["", "é" * 300], pa.string())
+    rng = np.random.default_rng(9)
+    for arr in (texts, texts.slice(17, 300)):
+        for rows in (rng.integers(0, len(arr), 1000), np.array([], dtype=np.int64), np.arange(len(arr))):
+            assert c.take_strings(arr, rows).equals(arr.take(pa.array(rows, pa.int64())))
+    with_null = pa.array(["a", None, "b"])
+    assert c.take_strings(with_null, np.array([1, 2])).to_pylist() == [None, "b"]
+    with pytest.raises(IndexError):
+        c.take_strings(texts, np.array([len(texts)]))

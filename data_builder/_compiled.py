@@ -27,13 +27,22 @@ def decode(data, i, end):  # pragma: no cover (compiled)
 
 
 @jit
-def unstable_at(data, positions, hi, stable):  # pragma: no cover (compiled)
-    """For each lead byte position: its character is outside the NFKC-stable table ``stable``."""
-    out = np.zeros(positions.size, dtype=np.bool_)
-    for j in range(positions.size):
-        cp, _ = decode(data, positions[j], hi)
-        out[j] = cp >= stable.size or not stable[cp]
-    return out
+def scan_rows(offsets, data, flag, stable):  # pragma: no cover (compiled)
+    """Per row: (a byte with ``flag[b]``, a character outside the NFKC-stable table ``stable``)."""
+    n = offsets.size - 1
+    flagged = np.zeros(n, dtype=np.bool_)
+    unstable = np.zeros(n, dtype=np.bool_)
+    for r in range(n):
+        i, end = offsets[r], offsets[r + 1]
+        while i < end:
+            b = data[i]
+            if flag[b]:
+                flagged[r] = True
+            if b >= 0xC0 and not unstable[r]:
+                cp, _ = decode(data, i, end)
+                unstable[r] = cp >= stable.size or not stable[cp]
+            i += 1
+    return flagged, unstable
 
 
 @jit

@@ -199,33 +199,22 @@ def _normalize_full(arr: pa.Array) -> pa.Array:
     return arr
 
 
-def nfkc_changes(arr: pa.Array) -> np.ndarray:
+def nfkc_changes(arr: pa.Array, marks: bytes = b"") -> np.ndarray:
     """Per row: NFKC would change the text (as ``pc.not_equal(pc.utf8_normalize(arr, "NFKC"), arr)``,
-    nulls False), computed only on rows with a character outside ``_stable_table()``."""
+    nulls False), computed only on rows with a character outside ``_stable_table()``; or (``marks``) the
+    row holds one of these ASCII bytes. One compiled pass over the bytes finds both kinds of rows."""
     if arr.null_count:
         arr = pc.fill_null(arr, "")
     if arr.type != pa.string():
         arr = arr.cast(pa.string())
     offsets, data = _byte_view(arr)
-    maybe = _unstable_rows(offsets, data)
-    out = np.zeros(len(arr), dtype=bool)
+    flag = np.zeros(256, dtype=bool)
+    flag[list(marks)] = True
+    out, maybe = kernels().scan_rows(offsets, data, flag, _stable_table())
+    maybe &= ~out  # rows already flagged need no NFKC
     if maybe.any():
         sub = arr.filter(pa.array(maybe))
         out[maybe] = pc.not_equal(_nfkc(sub), sub).to_numpy(zero_copy_only=False)
-    return out
-
-
-def _unstable_rows(offsets: np.ndarray, data: np.ndarray) -> np.ndarray:
-    """Per row: a character outside ``_stable_table()`` (the only rows NFKC can change): the lead bytes of
-    the non-ASCII characters found with numpy, only those decoded."""
-    out = np.zeros(len(offsets) - 1, dtype=bool)
-    lo, hi = int(offsets[0]), int(offsets[-1])
-    if hi == lo:
-        return out
-    starts = np.flatnonzero(data[lo:hi] >= 0xC0) + lo
-    if len(starts):
-        bad = starts[kernels().unstable_at(data, starts, hi, _stable_table())]
-        out[np.searchsorted(offsets, bad, side="right") - 1] = True
     return out
 
 

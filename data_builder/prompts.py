@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from stylegrpo.styles import REFERENCE_SEPARATOR, PromptTemplate, Reference
 
-from .cleaning import _byte_view, _from_buffers, _rows_with, nfkc_changes, take_strings
+from .cleaning import _byte_view, _from_buffers, nfkc_changes, take_strings
 from .kernels import kernels
 
 log = logging.getLogger(__name__)
@@ -175,12 +175,7 @@ class PromptRenderer:
         could break it is rendered by ``render`` itself, which raises. A text can only hold a marker (also
         as a tokenizer normalises it) when it has a '<', '|' or '>', or when NFKC changes it; cleaning
         (NFKC, no markup characters) leaves none, so this normally finds nothing to do."""
-        offsets, data = _byte_view(pc.fill_null(texts, "") if texts.null_count else texts)
-        marked = np.zeros(len(texts), dtype=bool)  # a "<", "|" or ">"
-        text_bytes = data[offsets[0] : offsets[-1]].tobytes() if len(texts) else b""
-        if any(c in text_bytes for c in (b"<", b"|", b">")):  # one memchr each over the batch
-            marked = _rows_with(offsets, (data == 60) | (data == 62) | (data == 124)) > 0
-        suspect = marked | nfkc_changes(texts)  # NFKC only where it can change something
+        suspect = nfkc_changes(texts, marks=b"<|>")  # NFKC only where it can change something
         for i in np.flatnonzero(suspect):
             ref = references[ref_ids[i]] if ref_ids is not None and references and ref_ids[i] >= 0 else None
             self.template.render(texts[int(i)].as_py(), self.descriptions[desc_ids[i]], ref)

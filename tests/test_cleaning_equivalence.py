@@ -162,6 +162,10 @@ def test_nfkc_changes_is_the_direct_comparison():
     ours = c.nfkc_changes(texts)
     np.testing.assert_array_equal(ours, direct.to_numpy(zero_copy_only=False))
     assert 100 < ours.sum() < len(texts) - 100  # both kinds of rows are in the sample
+    marked = pc.fill_null(pc.match_substring_regex(texts, r"[<|>]"), False).to_numpy(zero_copy_only=False)
+    with_marks = c.nfkc_changes(texts, marks=b"<|>")  # the prompt check: a marker byte or an NFKC change
+    np.testing.assert_array_equal(with_marks, ours | marked)
+    assert (marked & ~ours).any() and (ours & ~marked).any()
 
 
 def test_long_rows_and_prose_like_rows_match_the_reference():

@@ -70,11 +70,30 @@ AUDIT_TEXTS = (
 )
 
 
+class ClipAudio(Sequence):
+    """The clips' audio, read when asked for (by index or slice), so that the audit holds one chunk of
+    clips at a time, not the whole set: each judge reads them again (``score_judge``)."""
+
+    def __init__(self, read: Callable[[int], np.ndarray], n: int):
+        self._read = read
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self._read(k) for k in range(*index.indices(self._n))]
+        if not -self._n <= index < self._n:
+            raise IndexError(index)
+        return self._read(index % self._n)
+
+
 @dataclass
 class LabelledClips:
     """The audit's input: 16 kHz clips, their true styles, optionally their texts."""
 
-    wavs: list[np.ndarray]
+    wavs: Sequence[np.ndarray]  # a list, or a ClipAudio that reads them on demand
     styles: list[str]
     names: list[str]  # a file name or row id per clip (clip_scores.csv)
     source: str  # what they are, for the report
@@ -110,8 +129,7 @@ def _check_style(label: Any, catalog: Catalog, where: str, hint: str = "") -> st
     return name
 
 
-def _warn_empty(clips: LabelledClips) -> LabelledClips:
-    empty = [n for n, w in zip(clips.names, clips.wavs, strict=True) if w.size == 0]
+def _warn_empty(clips: LabelledClips, empty: Sequence[str]) -> LabelledClips:
     if empty:  # e.g. an eval clip of a model that wrote no speech token: every judge scores it as silence
         log.warning(
             "%s: %d clip(s) hold no audio, e.g. %s; scored as silence", clips.source, len(empty), empty[0]
@@ -179,8 +197,15 @@ def read_metadata_folder(
     if not rows:
         raise StyleGRPOError(f"{meta}: no row has {', '.join(f'{k}={v}' for k, v in (where or {}).items())}")
     has_text = TEXT_COLUMN in columns
-    wavs, styles, names, texts = [], [], [], []
+    paths, wheres, styles, names, texts, empty = [], [], [], [], [], []
     from stylegrpo.console import progress_bar
+
+    def read(k: int) -> np.ndarray:
+        try:
+            wav = read_wav(paths[k])
+        except Exception as e:  # noqa: BLE001 - soundfile/libsndfile raise several types for one cause
+            raise StyleGRPOError(f"{wheres[k]}: cannot read audio {names[k]!r}: {e}") from None
+        return _check_length(wav, f"{wheres[k]} ({names[k]})")
 
     for line, row in zip(lines, progress_bar(rows, desc="reading clips", unit="clip"), strict=True):
         where = f"{meta} line {line}"
@@ -191,17 +216,21 @@ def read_metadata_folder(
         path = (root / name).resolve()
         if Path(name).is_absolute() or root not in path.parents:
             raise StyleGRPOError(f"{where}: file_name {name!r} points outside {root}; give a path inside it")
-        try:
-            wav = read_wav(path)
-        except Exception as e:  # noqa: BLE001 - soundfile/libsndfile raise several types for one cause
-            raise StyleGRPOError(f"{where}: cannot read audio {name!r}: {e}") from None
-        wavs.append(_check_length(wav, f"{where} ({name})"))
+        paths.append(path)
+        wheres.append(where)
         styles.append(style)
         names.append(name)
         texts.append((row.get(TEXT_COLUMN) or "").strip())
-    return _warn_empty(
-        LabelledClips(wavs, styles, names, source=str(meta), texts=texts if has_text and all(texts) else None)
+        if read(len(paths) - 1).size == 0:  # every clip read and checked once now, before any judge loads
+            empty.append(name)
+    clips = LabelledClips(
+        ClipAudio(read, len(paths)),
+        styles,
+        names,
+        source=str(meta),
+        texts=texts if has_text and all(texts) else None,
     )
+    return _warn_empty(clips, empty)
 
 
 def parse_where(value: str | None) -> dict[str, str]:
@@ -264,8 +293,12 @@ def read_audio_dataset(
     names_of = label_feature.names if isinstance(label_feature, datasets.ClassLabel) else None
     has_text = TEXT_COLUMN in columns
     hint = "; map dataset labels to catalog styles with --style-map LABEL=STYLE,..."
-    wavs, styles, ids, texts = [], [], [], []
+    styles, ids, texts, empty = [], [], [], []
     from stylegrpo.console import progress_bar
+
+    def read(k: int) -> np.ndarray:
+        where = f"--dataset {name} row {k}"
+        return _check_length(_decode_audio(ds[k][audio_column], where), where)
 
     for i, row in enumerate(progress_bar(ds, desc="reading clips", unit="clip")):
         where = f"--dataset {name} row {i}"
@@ -274,16 +307,20 @@ def read_audio_dataset(
             label = names_of[label]
         label = str(label).strip() if label is not None else ""
         styles.append(_check_style(style_map.get(label, label), catalog, where, hint))
-        wavs.append(_check_length(_decode_audio(row[audio_column], where), where))
+        if _check_length(_decode_audio(row[audio_column], where), where).size == 0:  # checked once now
+            empty.append(str(i))
         ids.append(str(i))
         texts.append(str(row.get(TEXT_COLUMN) or "").strip() if has_text else "")
-    if not wavs:
+    if not ids:
         raise StyleGRPOError(f"--dataset {name}: split {split!r} has no rows")
-    return _warn_empty(
-        LabelledClips(
-            wavs, styles, ids, source=f"{name} ({split})", texts=texts if has_text and all(texts) else None
-        )
+    clips = LabelledClips(
+        ClipAudio(read, len(ids)),
+        styles,
+        ids,
+        source=f"{name} ({split})",
+        texts=texts if has_text and all(texts) else None,
     )
+    return _warn_empty(clips, empty)
 
 
 def _root_cause(e: BaseException) -> str:
@@ -376,12 +413,11 @@ def synthesize_clips(
     import shutil
 
     shutil.rmtree(work.records)  # the eval-style records are working files; metadata.csv holds what matters
-    wavs = [read_wav(work.clips / r["file_name"]) for r in records]
-    empty = [r["file_name"] for r, w in zip(records, wavs, strict=True) if w.size == 0]
+    empty = [r["file_name"] for r in records if read_wav(work.clips / r["file_name"]).size == 0]
     if empty:
         log.warning("%d synthesized clip(s) hold no audio (no speech token), e.g. %s", len(empty), empty[0])
     return LabelledClips(
-        wavs,
+        ClipAudio(lambda k: read_wav(work.clips / records[k]["file_name"]), len(records)),
         [r["style"] for r in records],
         [r["file_name"] for r in records],
         source=f"{len(records)} clips synthesized by the {preset.name} policy"

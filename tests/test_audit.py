@@ -11,6 +11,7 @@ import pytest
 
 from stylegrpo.audio import SAMPLE_RATE, write_wav
 from stylegrpo.cli import main
+from stylegrpo.errors import StyleGRPOError
 from stylegrpo.eval import browser
 from stylegrpo.eval.audit_report import TINY_AUDIO_WARNING, report_problems
 from stylegrpo.outputs import MARK_NAME
@@ -333,3 +334,49 @@ def test_existing_output_is_refused_and_overwrite_replaces_only_ours(small_set, 
     assert audit(*base, "--out", out, "--overwrite") == 0 and (out / "report.html").is_file()
     assert audit(*base, "--out", clips / "inside") == 2  # inside an input
     assert "lies inside the input --clips" in capsys.readouterr().err
+
+
+def test_clips_are_read_a_chunk_at_a_time_not_held(tmp_path):
+    """A folder of clips is checked once on reading, then held as file names: memory does not grow with
+    the number of clips, each judge reads one chunk at a time, and a clip that vanishes meanwhile is a
+    one-line error naming it."""
+    import tracemalloc
+
+    from stylegrpo.eval.audit_run import ClipAudio, read_metadata_folder, score_judge
+    from stylegrpo.styles import load_catalog
+
+    catalog = load_catalog(None)
+    rng = np.random.default_rng(0)
+    seconds = 10
+    write_set(
+        tmp_path,
+        [
+            (f"c{i}.wav", catalog.names[i % 3], "a text", 0.1 * rng.standard_normal(seconds * SAMPLE_RATE))
+            for i in range(24)
+        ],
+    )
+    total = 24 * seconds * SAMPLE_RATE * 4  # float32 bytes of all the clips: ~15 MB
+    tracemalloc.start()
+    try:
+        clips = read_metadata_folder(tmp_path, catalog)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert isinstance(clips.wavs, ClipAudio) and len(clips) == 24
+    assert held < total / 8, (held, total)
+    assert clips.wavs[-1].shape == (seconds * SAMPLE_RATE,)
+
+    class Probe:  # a judge that records how many clips it is given at once
+        name = "probe"
+        calls: list[int] = []
+
+        def style_scores(self, wavs, styles, texts=None):
+            self.calls.append(len(wavs))
+            return np.zeros((len(wavs), len(styles)))
+
+    judge = Probe()
+    assert score_judge(judge, clips, catalog, chunk=5).shape == (24, len(catalog.names))
+    assert judge.calls == [5, 5, 5, 5, 4]
+    (tmp_path / "c3.wav").unlink()
+    with pytest.raises(StyleGRPOError, match=r"line 5: cannot read audio 'c3.wav'"):
+        clips.wavs[3]

@@ -149,6 +149,8 @@ class PromptRenderer:
         texts = pc.fill_null(texts, "") if texts.null_count else texts
         if len(ids) != n:
             raise ValueError(f"{n} texts but {len(ids)} description ids")
+        if n and (ids.min() < 0 or ids.max() >= len(self._parts)):  # the compiled copies check no bounds
+            raise IndexError(f"description ids outside 0..{len(self._parts) - 1}")
         none = _empty_strings(n)
         offsets, data = kernels().assemble(
             *self._pieces,

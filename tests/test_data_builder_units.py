@@ -301,3 +301,11 @@ def test_smallest_is_the_stable_sort_prefix_with_ties():
             want = np.zeros(n, dtype=bool)
             want[np.argsort(u, kind="stable")[: max(k, 0)]] = True
             assert np.array_equal(smallest(u, k), want), (n, high, k)
+
+
+def test_prompt_assembly_refuses_description_ids_out_of_range():
+    r = PromptRenderer(PromptTemplate(), ["a calm voice", "a loud voice"])
+    texts = pa.array(["Hello.", "Hi."])
+    for bad in ([0, 2], [-1, 0]):
+        with pytest.raises(IndexError, match="description ids"):
+            r.render(texts, np.array(bad))

@@ -590,6 +590,8 @@ def text_hashes(arr: pa.Array, rows: np.ndarray | None = None) -> np.ndarray:
     if arr.type != pa.string():
         arr = arr.cast(pa.string())
     rows = np.arange(len(arr), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    if len(rows) and (rows.min() < 0 or rows.max() >= len(arr)):  # the compiled hash checks no bounds
+        raise IndexError(f"text_hashes: row out of range for {len(arr)} strings")
     if arr.null_count:  # pragma: no cover - cleaned text has no nulls; pandas hashes None its own way
         import pandas as pd
 

@@ -203,6 +203,8 @@ def test_text_hashes_are_pandas_hash_array():
     rows = np.array([5, 0, 2000, 5, 2005])  # chosen rows, in any order, repeated
     np.testing.assert_array_equal(c.text_hashes(texts, rows), want[rows])
     np.testing.assert_array_equal(c.text_hashes(texts.slice(10, 50), np.array([3])), want[[13]])
+    with pytest.raises(IndexError):
+        c.text_hashes(texts.slice(10, 50), np.array([50]))
 
 
 @pytest.mark.parametrize("seed", [6, 7])

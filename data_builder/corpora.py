@@ -270,11 +270,19 @@ class _CorpusStream(io.RawIOBase):
         try:
             return self._f.read(n)
         except (EOFError, OSError, zlib.error) as e:
-            hint = " (a truncated or damaged .gz file?)" if self._src.gzipped else ""
-            raise StyleGRPOError(f"{self._src.label}: cannot read: {clip(str(e))}{hint}") from None
+            raise self._read_error(e) from None
+
+    def _read_error(self, e: BaseException) -> StyleGRPOError:
+        hint = " (a truncated or damaged .gz file?)" if self._src.gzipped else ""
+        return StyleGRPOError(f"{self._src.label}: cannot read: {clip(str(e))}{hint}")
 
     def readinto(self, b: Any) -> int:
         n = len(b)
+        if self._decoder is None and not self._pending:  # UTF-8 as it is: read straight into b
+            try:
+                return self._f.readinto(b)
+            except (EOFError, OSError, zlib.error) as e:
+                raise self._read_error(e) from None
         if self._decoder is None:
             data = self._read_raw(n)
         else:
@@ -374,24 +382,29 @@ class Reader:
             while True:
                 chunk = f.read(CHUNK_BYTES)  # read errors raise StyleGRPOError naming the file
                 eof = not chunk
-                data = carry + chunk
                 if first:
                     first = False
-                    if data.startswith(_BOM):
-                        data = data[len(_BOM) :]
-                if eof:
-                    carry = b""
-                    if not data:
-                        break
-                    if not data.endswith((b"\n", b"\r")):
-                        data += b"\n"
+                    if chunk.startswith(_BOM):
+                        chunk = chunk[len(_BOM) :]
+                end = len(chunk) - 1 if chunk.endswith(b"\r") else len(chunk)  # "\r" may precede a "\n"
+                cut = max(chunk.rfind(b"\n", 0, end), chunk.rfind(b"\r", 0, end))
+                if cut >= 0:  # the lines up to the chunk's last line end (with the carry), copied once
+                    data, carry = b"".join((carry, memoryview(chunk)[: cut + 1])), chunk[cut + 1 :]
                 else:
-                    end = len(data) - 1 if data.endswith(b"\r") else len(data)  # "\r" may precede a "\n"
-                    cut = max(data.rfind(b"\n", 0, end), data.rfind(b"\r", 0, end))
-                    if cut < 0:
-                        carry = data
-                        continue
-                    carry, data = data[cut + 1 :], data[: cut + 1]
+                    data = carry + chunk
+                    if eof:
+                        carry = b""
+                        if not data:
+                            break
+                        if not data.endswith((b"\n", b"\r")):
+                            data += b"\n"
+                    else:
+                        end = len(data) - 1 if data.endswith(b"\r") else len(data)
+                        cut = max(data.rfind(b"\n", 0, end), data.rfind(b"\r", 0, end))
+                        if cut < 0:
+                            carry = data
+                            continue
+                        carry, data = data[cut + 1 :], data[: cut + 1]
                 if b"\r" in data:
                     data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
                 arr, lines, n_lines = self._split_lines(data, lineno, src, report)

@@ -309,3 +309,29 @@ def test_prompt_assembly_refuses_description_ids_out_of_range():
     for bad in ([0, 2], [-1, 0]):
         with pytest.raises(IndexError, match="description ids"):
             r.render(texts, np.array(bad))
+
+
+@pytest.mark.parametrize("chunk", [3, 7, 64, 1 << 20])
+def test_text_lines_across_chunks_and_line_ends(tmp_path, monkeypatch, chunk):
+    """Lines of a text file are the same whatever the read size: "\\n", "\\r\\n" and "\\r" endings (also
+    split between two reads), a byte-order mark, empty lines, lines longer than a read, no final newline;
+    each with its 1-based line number."""
+    import re
+
+    from stylegrpo.data_builder import corpora
+
+    rng = np.random.default_rng(chunk)
+    words = ["alpha", "béta", "", "x" * 150, "gamma delta", "ü"]
+    lines = [str(rng.choice(words)) + f" {i}" * int(rng.integers(0, 2)) for i in range(300)]
+    ends = [str(rng.choice(["\n", "\r\n", "\r"])) for _ in lines]
+    body = "".join(line + end for line, end in zip(lines, ends, strict=True))[:-1]  # no final line end
+    path = tmp_path / "c.txt"
+    path.write_bytes(corpora._BOM + body.encode("utf-8"))
+    monkeypatch.setattr(corpora, "CHUNK_BYTES", chunk)
+    reader = corpora.Reader(corpora.resolve_sources([str(path)]), corpora.ReadOptions(text_mode="lines"))
+    got, numbers = [], []
+    for batch in reader:
+        got += batch.texts.to_pylist()
+        numbers += batch.lines.tolist()
+    want = re.split(r"\r\n|\r|\n", body)
+    assert got == want and numbers == list(range(1, len(want) + 1))

@@ -1,8 +1,8 @@
-"""The prompt column, produced by THE prompt function ``PromptTemplate.render`` at Arrow speed.
+"""The prompt column, produced by THE prompt function ``PromptTemplate.render`` at compiled speed.
 
 ``render(text, description)`` is called once per description with a placeholder text; the messages it
-returns are split around the placeholder, and each row's messages are then assembled by vectorized
-concatenation. Before use this is checked, for every description, against real ``render`` calls on probe
+returns are split around the placeholder, and each row's messages are then assembled from those pieces
+and the row's text in one compiled copy pass (``_compiled.assemble``). Before use this is checked, for every description, against real ``render`` calls on probe
 texts (odd spacing, braces, non-ASCII, the template's own placeholders); if the template ever does
 something that is not plain substitution of the text, the builder falls back to calling ``render`` per
 row. Either way the column equals ``render(text, description)`` for every row (tested).

@@ -1,8 +1,9 @@
 """Compiled loops over the UTF-8 bytes of Arrow string arrays: one pass per job instead of several numpy
 passes (numba, already a dependency of the pitch tracker; compiled on first use, cached on disk).
 
-Each kernel is the exact equivalent of an Arrow/numpy formulation kept beside it in ``cleaning`` and
-``prompts`` (and in ``tests/test_cleaning_equivalence.py``): same rows, same bytes.
+Each kernel is tested to give exactly what a direct formulation gives: the Arrow/numpy passes and regexes
+(``tests/test_cleaning_equivalence.py``), Arrow's take, pandas' hashes, ``PromptTemplate.render`` row by
+row (``tests/test_data_builder_units.py``): same rows, same bytes.
 """
 
 from __future__ import annotations
